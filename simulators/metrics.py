@@ -1,0 +1,104 @@
+"""Run-level metrics from the simulator's per-tick outcomes. Fed by whoever steps a Cluster (``ama sim``, the
+evals' runner, the runtime) through ``RunRecorder.record`` after each tick; its ``summary`` feeds the CLI's report,
+the evals' results and BENCHMARKS.md, and its ``series`` the plots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from simulators.cluster import LATENCY_GRID_MS, Cluster, percentile_from_survival
+
+VIOLATION_MINUTE_THRESHOLD = 0.05
+"""A tick counts towards SLA-violation minutes when more than this share of its finished requests violated."""
+
+SERIES = ("arrivals_rps", "served_rps", "violation_rate", "replicas", "cost_per_h", "power_w", "p95_ms", "queue", "drops", "cold_starts")
+
+
+@dataclass
+class RunRecorder:
+    """Accumulates one run's outcomes tick by tick. ``keep_series`` also keeps per-tick cluster-wide series."""
+
+    cluster: Cluster
+    keep_series: bool = False
+    ticks: int = 0
+    requests: float = 0.0
+    served: float = 0.0
+    violations: float = 0.0
+    drops: float = 0.0
+    cold_starts: float = 0.0
+    cost: float = 0.0
+    energy_j: float = 0.0
+    wasted_mem_gbs: float = 0.0
+    replica_changes: float = 0.0
+    violation_ticks: int = 0
+    exceed: np.ndarray = field(default_factory=lambda: np.zeros(LATENCY_GRID_MS.size))
+    series: dict[str, list[float]] = field(default_factory=lambda: {name: [] for name in SERIES})
+
+    def record(self) -> None:
+        """Add the tick the cluster just stepped."""
+        c, o = self.cluster, self.cluster.out
+        served = float(o.served.sum())
+        drops = float(o.drops.sum())
+        violations = float(o.violations.sum())
+        finished = served + drops
+        self.ticks += 1
+        self.requests += float(o.arrivals.sum())
+        self.served += served
+        self.drops += drops
+        self.violations += violations
+        self.cold_starts += float(o.cold_starts.sum())
+        self.cost += float(o.node_cost.sum())
+        self.energy_j += float(o.node_power_w.sum()) * c.tick_s
+        self.wasted_mem_gbs += float(o.wasted_mem_gbs.sum())
+        self.replica_changes += float(o.replica_changes.sum())
+        rate = violations / finished if finished > 0 else 0.0
+        self.violation_ticks += rate > VIOLATION_MINUTE_THRESHOLD
+        _, exceed = c.latency_survival()
+        tick_exceed = exceed.sum(0)
+        self.exceed += tick_exceed
+        if self.keep_series:
+            s = self.series
+            s["arrivals_rps"].append(float(o.arrivals.sum()) / c.tick_s)
+            s["served_rps"].append(served / c.tick_s)
+            s["violation_rate"].append(rate)
+            s["replicas"].append(float(c.warm.sum() + c.booting.sum()))
+            s["cost_per_h"].append(float(o.node_cost.sum()) * 3600.0 / c.tick_s)
+            s["power_w"].append(float(o.node_power_w.sum()))
+            p95 = percentile_from_survival(np.array([served]), tick_exceed[None, :], 95.0)[0] if served > 0 else 0.0
+            s["p95_ms"].append(float(p95))
+            s["queue"].append(float(c.queue.sum()))
+            s["drops"].append(drops)
+            s["cold_starts"].append(float(o.cold_starts.sum()))
+
+    def summary(self) -> dict[str, Any]:
+        """The run's metrics as plain numbers."""
+        finished = self.served + self.drops
+        pct = percentile_from_survival(np.array([self.served]), self.exceed[None, :], 50.0)[0]
+        p95 = percentile_from_survival(np.array([self.served]), self.exceed[None, :], 95.0)[0]
+        p99 = percentile_from_survival(np.array([self.served]), self.exceed[None, :], 99.0)[0]
+        tick_s = self.cluster.tick_s
+        return {
+            "ticks": self.ticks,
+            "duration_s": self.ticks * tick_s,
+            "requests": round(self.requests, 1),
+            "served": round(self.served, 1),
+            "sla_violation_rate": self.violations / finished if finished > 0 else 0.0,
+            "sla_violation_minutes": self.violation_ticks * tick_s / 60.0,
+            "p50_latency_ms": _finite(pct),
+            "p95_latency_ms": _finite(p95),
+            "p99_latency_ms": _finite(p99),
+            "cost": self.cost,
+            "energy_kwh": self.energy_j / 3.6e6,
+            "cold_starts": self.cold_starts,
+            "drops": self.drops,
+            "wasted_mem_gb_s": self.wasted_mem_gbs,
+            "scale_actions": self.replica_changes,
+        }
+
+
+def _finite(x: float) -> float | None:
+    return None if np.isnan(x) else float(x)

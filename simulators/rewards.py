@@ -1,0 +1,89 @@
+"""Reward weights and reward terms. Used by simulators.env (the reward of each node agent), by the local agents
+(weights are part of every observation) and by the manager, which replaces the weights to steer the agents.
+
+The reward of an agent is ``sum(w_k * term_k)``. Every term is "higher is better" and roughly in [-1, 1], so a
+weight reads as the share of attention the agent pays to that concern.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+REWARD_COMPONENTS: tuple[str, ...] = ("latency", "sla", "utilization", "energy", "cost", "churn")
+"""Names of the reward components, in the order used by arrays, observations and the env's reward terms."""
+
+
+@dataclass(frozen=True)
+class RewardWeights:
+    """Frozen, validated, non-negative reward weights. Replace it, never mutate it."""
+
+    latency: float = 0.20
+    """Mean latency of the node's requests relative to their SLO."""
+    sla: float = 0.40
+    """Share of the node's requests that miss their SLO or are dropped."""
+    utilization: float = 0.10
+    """Busy share of the CPU the node's replicas reserve (idle reservations are waste)."""
+    energy: float = 0.10
+    """Dynamic power of the node relative to its range between idle and peak."""
+    cost: float = 0.15
+    """Price of the node share the replicas reserve, relative to the cluster's dearest node."""
+    churn: float = 0.05
+    """Scale actions taken this tick (each start or stop of a replica has a price)."""
+
+    def __post_init__(self) -> None:
+        for name in REWARD_COMPONENTS:
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise ValueError(f"reward weight {name} must be a number, got {value!r}")
+            if math.isnan(value) or math.isinf(value) or value < 0:
+                raise ValueError(f"reward weight {name} must be finite and >= 0, got {value}")
+            object.__setattr__(self, name, float(value))
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, float]) -> RewardWeights:
+        unknown = sorted(set(values) - set(REWARD_COMPONENTS))
+        if unknown:
+            raise ValueError(f"unknown reward weight(s): {', '.join(unknown)}; known: {', '.join(REWARD_COMPONENTS)}")
+        return cls(**{k: float(v) for k, v in values.items()})
+
+    @classmethod
+    def from_array(cls, values: np.ndarray) -> RewardWeights:
+        return cls(**dict(zip(REWARD_COMPONENTS, (float(v) for v in values), strict=True)))
+
+    def as_array(self) -> np.ndarray:
+        return np.array([getattr(self, name) for name in REWARD_COMPONENTS], dtype=np.float64)
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in REWARD_COMPONENTS}
+
+    def replace(self, **changes: float) -> RewardWeights:
+        return RewardWeights.from_mapping({**self.as_dict(), **changes})
+
+    def describe(self) -> str:
+        """Short text for explanations, largest weights first: ``"sla 0.40 latency 0.20 cost 0.15"``."""
+        ranked = sorted(self.as_dict().items(), key=lambda kv: -kv[1])
+        return " ".join(f"{name} {value:.2f}" for name, value in ranked if value > 0)
+
+
+assert [f.name for f in fields(RewardWeights)] == list(REWARD_COMPONENTS)
+
+
+def sample_weights(rng: np.random.Generator, center: RewardWeights | None = None, concentration: float = 20.0) -> RewardWeights:
+    """Draw weights from a Dirichlet around ``center`` (training samples one per episode so policies learn to follow
+    any weights the manager may set). Larger ``concentration`` stays closer to the center."""
+    base = (center or RewardWeights()).as_array()
+    total = base.sum()
+    if total <= 0:
+        raise ValueError("center weights must not all be zero")
+    alpha = np.maximum(base / total * concentration, 1e-3)
+    return RewardWeights.from_array(rng.dirichlet(alpha) * total)
+
+
+def combine(terms: np.ndarray, weights: RewardWeights | np.ndarray) -> np.ndarray:
+    """Reward per agent from terms of shape (agents, components): ``terms @ w``."""
+    w = weights.as_array() if isinstance(weights, RewardWeights) else weights
+    return terms @ w

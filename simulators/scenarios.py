@@ -1,0 +1,613 @@
+"""Scenario files: YAML -> validated model -> a compiled scenario the simulator runs. Called by simulators.env,
+the ``ama sim`` command, the evals and the runtime; feeds simulators.cluster (config, arrival matrix, events).
+
+A scenario names a cluster (node groups), services, a workload per service (synthetic or trace replay), an anomaly
+timeline, a duration, a seed and expectations. Validation is strict (unknown fields are errors) and every error is
+one line naming the file, the line and the field: ``ScenarioError("s.yaml:14: events[1].factor: ...")``.
+
+Trace paths that start with ``traces/`` are looked up in the shared trace folder (``$AMA_TRACES_DIR``, default
+``<repo>/../shared/data/traces``); other relative paths are relative to the scenario file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from simulators import workloads
+from simulators.cluster import Cluster, ClusterConfig, Event, NodeSpec, ServiceSpec, Workload
+from simulators.errors import ScenarioError, TraceFormatError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCENARIO_DIR = REPO_ROOT / "evals" / "scenarios"
+
+Rate = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+def traces_dir() -> Path:
+    """Where ``traces/...`` paths in scenarios point: ``$AMA_TRACES_DIR`` or the shared folder beside the repo."""
+    return Path(os.environ.get("AMA_TRACES_DIR", REPO_ROOT.parent / "shared" / "data" / "traces"))
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NodeGroup(Strict):
+    prefix: str
+    count: Annotated[int, Field(ge=1)]
+    tier: Literal["edge", "cloud"] = "cloud"
+    cpus: Positive = 16
+    mem_gb: Positive = 64
+    gpus: Annotated[int, Field(ge=0)] = 0
+    speed: Positive = 1.0
+    price_per_h: NonNegative = 0.8
+    power_idle_w: NonNegative = 100
+    power_peak_w: NonNegative = 300
+    boot_s: NonNegative = 60
+    on: Annotated[int, Field(ge=0)] | None = None
+    """How many of the group are on at t=0 (default: all); the rest are off, available to add."""
+
+    @model_validator(mode="after")
+    def _check(self) -> NodeGroup:
+        if self.power_peak_w < self.power_idle_w:
+            raise ValueError("power_peak_w must be >= power_idle_w")
+        if self.on is not None and self.on > self.count:
+            raise ValueError("on must be <= count")
+        return self
+
+
+class TierLatency(Strict):
+    edge: NonNegative = 5.0
+    cloud: NonNegative = 25.0
+
+
+class ClusterModel(Strict):
+    nodes: Annotated[list[NodeGroup], Field(min_length=1)]
+    tier_latency_ms: TierLatency = TierLatency()
+    offload_hop_ms: NonNegative = 10.0
+
+
+class ServiceModel(Strict):
+    name: str
+    kind: Literal["cpu", "gpu"] = "cpu"
+    work_ms: Positive = 40
+    slo_ms: Positive = 300
+    cold_start_s: NonNegative = 5
+    mem_mb: Positive = 512
+    cpu: Positive = 1.0
+    gpus: Annotated[int, Field(ge=0)] | None = None
+    """GPUs per replica (default 1 for gpu services, 0 for cpu services)."""
+    concurrency: Annotated[int, Field(ge=1)] = 1
+    timeout_s: Positive = 30
+    min_replicas: Annotated[int, Field(ge=0)] = 1
+    max_replicas: Annotated[int, Field(ge=1)] = 64
+    initial_replicas: Annotated[int, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ServiceModel:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must be <= max_replicas")
+        return self
+
+
+class ConstantLoad(Strict):
+    type: Literal["constant", "poisson"]
+    service: str
+    rps: Rate
+
+
+class DiurnalLoad(Strict):
+    type: Literal["diurnal"]
+    service: str
+    base_rps: Rate
+    peak_rps: Rate
+    period_s: Positive = 86400
+    phase_s: float = 0.0
+
+
+class MMPPLoad(Strict):
+    type: Literal["mmpp"]
+    service: str
+    rates_rps: Annotated[list[Rate], Field(min_length=2)]
+    mean_dwell_s: Annotated[list[Positive], Field(min_length=2)]
+
+    @model_validator(mode="after")
+    def _check(self) -> MMPPLoad:
+        if len(self.rates_rps) != len(self.mean_dwell_s):
+            raise ValueError("rates_rps and mean_dwell_s must have the same length")
+        return self
+
+
+class AzureFunctionsLoad(Strict):
+    type: Literal["azure_functions"]
+    path: str
+    services: Annotated[list[str], Field(min_length=1)]
+    """Scenario services that replay the trace's busiest functions, busiest first."""
+    skip_top: Annotated[int, Field(ge=0)] = 0
+    """Skip this many of the busiest functions first (the sample's busiest function has 63% of all calls)."""
+    seconds_per_minute: Positive = 60.0
+    """Simulated seconds per trace minute (60 = real time; 6 replays ten times faster)."""
+    start_minute: Annotated[int, Field(ge=0)] = 0
+    scale: Positive = 1.0
+    use_trace_profile: bool = True
+    """Take each service's work_ms and mem_mb from the trace's average duration and memory."""
+
+
+class AzureLLMLoad(Strict):
+    type: Literal["azure_llm"]
+    path: str
+    service: str
+    speedup: Positive = 1.0
+    scale: Positive = 1.0
+    prefill_ms_per_token: NonNegative = 0.02
+    decode_ms_per_token: NonNegative = 1.0
+    """With prefill_ms_per_token, the relative cost of each request: the service's work_ms is the trace mean and
+    each tick's work is scaled by its requests' mean cost."""
+    loop: bool = False
+
+
+class CsvLoad(Strict):
+    type: Literal["csv"]
+    path: str
+    rename: dict[str, str] = {}
+    """CSV service name -> scenario service name, where they differ."""
+    scale: Positive = 1.0
+
+
+WorkloadEntry = Annotated[ConstantLoad | DiurnalLoad | MMPPLoad | AzureFunctionsLoad | AzureLLMLoad | CsvLoad, Field(discriminator="type")]
+
+
+class EventBase(Strict):
+    at_s: NonNegative
+    duration_s: Positive | None = None
+
+
+class TrafficSpike(EventBase):
+    type: Literal["traffic_spike"]
+    service: str
+    """A service name, or ``"*"`` for all."""
+    factor: Positive
+    duration_s: Positive
+
+
+class NodeFailure(EventBase):
+    type: Literal["node_failure"]
+    node: str | list[str]
+
+
+class NodeRecovery(Strict):
+    type: Literal["node_recovery"]
+    at_s: NonNegative
+    node: str | list[str]
+
+
+class Straggler(EventBase):
+    type: Literal["straggler"]
+    node: str | list[str]
+    slowdown: Annotated[float, Field(ge=1, allow_inf_nan=False)]
+
+
+class NetworkDegradation(EventBase):
+    type: Literal["network_degradation"]
+    tier: Literal["edge", "cloud"]
+    added_latency_ms: Positive
+
+
+class ColdStartStorm(Strict):
+    type: Literal["cold_start_storm"]
+    at_s: NonNegative
+    tier: Literal["edge", "cloud"] | None = None
+    """Only this tier's replicas are evicted (default: every tier)."""
+    services: list[str] | None = None
+    """Only these services (default: all)."""
+
+
+class PriceChange(EventBase):
+    type: Literal["price_change"]
+    tier: Literal["edge", "cloud"]
+    factor: Positive
+
+
+EventEntry = Annotated[
+    TrafficSpike | NodeFailure | NodeRecovery | Straggler | NetworkDegradation | ColdStartStorm | PriceChange,
+    Field(discriminator="type"),
+]
+
+
+class Expectation(Strict):
+    metric: str
+    max: float | None = None
+    min: float | None = None
+    controller: str | None = None
+    """Only check for this controller (default: every controller)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Expectation:
+        if self.max is None and self.min is None:
+            raise ValueError("an expectation needs max or min")
+        return self
+
+
+class ScenarioSpec(Strict):
+    name: str
+    description: str = ""
+    seed: int = 0
+    duration_s: Positive
+    tick_s: Positive = 1.0
+    cluster: ClusterModel
+    services: Annotated[list[ServiceModel], Field(min_length=1)]
+    workload: Annotated[list[WorkloadEntry], Field(min_length=1)]
+    events: list[EventEntry] = []
+    expect: list[Expectation] = []
+    suites: list[str] = []
+    """Evaluation suites this scenario belongs to (e.g. smoke, standard)."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated, compiled scenario: what the simulator needs to run it."""
+
+    spec: ScenarioSpec
+    path: Path | None
+    config: ClusterConfig
+    workload: Workload
+    events: tuple[Event, ...]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def ticks(self) -> int:
+        return int(self.workload.arrivals.shape[0])
+
+    def make_cluster(self) -> Cluster:
+        return Cluster(self.config, self.workload, list(self.events))
+
+
+# ----------------------------------------------------------------------------------------------- loading
+def load_scenario(path: str | os.PathLike[str], seed: int | None = None, duration_s: float | None = None) -> Scenario:
+    """Read, validate and compile a scenario file. ``seed`` and ``duration_s`` override the file's values."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScenarioError(path, "file not found")
+    text = path.read_text()
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ScenarioError(path, f"not valid YAML: {getattr(exc, 'problem', exc)}", line=line) from None
+    if not isinstance(data, dict):
+        raise ScenarioError(path, "a scenario must be a YAML mapping", line=1)
+    try:
+        spec = ScenarioSpec.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        raise ScenarioError(path, _pydantic_message(err), field=_field_name(loc), line=_line_of(root, loc)) from None
+    overrides: dict[str, Any] = {}
+    if seed is not None:
+        overrides["seed"] = seed
+    if duration_s is not None:
+        overrides["duration_s"] = duration_s
+    if overrides:
+        spec = spec.model_copy(update=overrides)
+    return compile_scenario(spec, path, root)
+
+
+def compile_scenario(spec: ScenarioSpec, path: Path | None = None, root: yaml.Node | None = None) -> Scenario:
+    """Check names across sections, then build the cluster config, the arrival matrix and the events."""
+
+    def fail(problem: str, loc: tuple[str | int, ...]) -> ScenarioError:
+        return ScenarioError(path or spec.name, problem, field=_field_name(loc), line=_line_of(root, loc))
+
+    nodes = _expand_nodes(spec.cluster.nodes)
+    node_index = {n.name: i for i, n in enumerate(nodes)}
+    if len(node_index) != len(nodes):
+        raise fail("node names repeat (prefixes overlap)", ("cluster", "nodes"))
+    service_names = [s.name for s in spec.services]
+    if len(set(service_names)) != len(service_names):
+        raise fail("service names repeat", ("services",))
+    for i, s in enumerate(spec.services):
+        if s.kind == "gpu" and not any(n.gpus >= (s.gpus or 1) for n in nodes):
+            raise fail(f"gpu service {s.name!r} fits on no node (no node has {s.gpus or 1} GPUs)", ("services", i, "kind"))
+    ticks = round(spec.duration_s / spec.tick_s)
+    if ticks < 1:
+        raise fail("duration_s is shorter than one tick", ("duration_s",))
+
+    rng = np.random.default_rng(spec.seed)
+    services = [_service_spec(s) for s in spec.services]
+    builder = _ArrivalBuilder(ticks, spec.tick_s, service_names, rng)
+    for w_index, entry in enumerate(spec.workload):
+        profile = builder.add(entry, path, lambda name, field, w=w_index: _require(name, service_names, fail, ("workload", w, field)))
+        for name, work_ms, mem_mb in profile:
+            j = service_names.index(name)
+            services[j] = replace(services[j], work_ms=work_ms, mem_mb=mem_mb)
+
+    events: list[Event] = []
+    multiplier = np.ones((ticks, len(services)))
+    tier_of = [n.tier for n in nodes]
+    for e_index, ev in enumerate(spec.events):
+        at_tick = round(ev.at_s / spec.tick_s)
+        duration = getattr(ev, "duration_s", None)
+        duration_ticks = None if duration is None else max(1, round(duration / spec.tick_s))
+        loc = ("events", e_index)
+        if at_tick >= ticks:
+            raise fail(f"at_s {ev.at_s} is after the end of the scenario ({spec.duration_s} s)", (*loc, "at_s"))
+        if isinstance(ev, TrafficSpike):
+            svc = list(range(len(services))) if ev.service == "*" else [_require(ev.service, service_names, fail, (*loc, "service"))]
+            multiplier[at_tick : at_tick + (duration_ticks or 0), svc] *= ev.factor
+            events.append(
+                Event(at_tick, ev.type, (), tuple(svc), ev.factor, duration_ticks, f"traffic spike x{ev.factor:g} on {ev.service}")
+            )
+        elif isinstance(ev, NodeFailure | NodeRecovery | Straggler):
+            names = [ev.node] if isinstance(ev.node, str) else ev.node
+            idx = tuple(_require(n, node_index, fail, (*loc, "node")) for n in names)
+            value = ev.slowdown if isinstance(ev, Straggler) else 1.0
+            label = {"node_failure": "node failure", "node_recovery": "node recovery", "straggler": f"straggler x{value:g}"}[ev.type]
+            events.append(Event(at_tick, ev.type, idx, (), value, duration_ticks, f"{label} on {', '.join(names)}"))
+        elif isinstance(ev, NetworkDegradation | PriceChange):
+            idx = tuple(i for i, t in enumerate(tier_of) if t == ev.tier)
+            if not idx:
+                raise fail(f"no {ev.tier} nodes in this cluster", (*loc, "tier"))
+            value = ev.added_latency_ms if isinstance(ev, NetworkDegradation) else ev.factor
+            label = f"network +{value:g} ms on {ev.tier}" if isinstance(ev, NetworkDegradation) else f"{ev.tier} price x{value:g}"
+            events.append(Event(at_tick, ev.type, idx, (), value, duration_ticks, label))
+        elif isinstance(ev, ColdStartStorm):
+            idx = tuple(i for i, t in enumerate(tier_of) if ev.tier is None or t == ev.tier)
+            svc = (
+                tuple(range(len(services)))
+                if ev.services is None
+                else tuple(_require(s, service_names, fail, (*loc, "services")) for s in ev.services)
+            )
+            events.append(Event(at_tick, ev.type, idx, svc, 1.0, None, f"cold-start storm on {ev.tier or 'all'} nodes"))
+
+    config = ClusterConfig(
+        nodes=tuple(nodes),
+        services=tuple(services),
+        tick_s=spec.tick_s,
+        tier_latency_ms=(spec.cluster.tier_latency_ms.edge, spec.cluster.tier_latency_ms.cloud),
+        offload_hop_ms=spec.cluster.offload_hop_ms,
+    )
+    arrivals, work_scale = builder.finish(multiplier)
+    return Scenario(spec, path, config, Workload(arrivals, work_scale), tuple(events))
+
+
+def scenario_files(suite: str | None = None, directory: Path = SCENARIO_DIR) -> list[Path]:
+    """Shipped scenario files, optionally only those that list ``suite`` (read without compiling)."""
+    files = sorted(directory.glob("*.yaml"))
+    if suite is None:
+        return files
+    return [f for f in files if suite in (yaml.safe_load(f.read_text()) or {}).get("suites", [])]
+
+
+# ----------------------------------------------------------------------------------------------- building blocks
+def _expand_nodes(groups: Sequence[NodeGroup]) -> list[NodeSpec]:
+    nodes = []
+    for g in groups:
+        on = g.count if g.on is None else g.on
+        for i in range(g.count):
+            nodes.append(
+                NodeSpec(
+                    name=f"{g.prefix}-{i}",
+                    tier=g.tier,
+                    cpus=g.cpus,
+                    mem_gb=g.mem_gb,
+                    gpus=g.gpus,
+                    speed=g.speed,
+                    price_per_h=g.price_per_h,
+                    power_idle_w=g.power_idle_w,
+                    power_peak_w=g.power_peak_w,
+                    boot_s=g.boot_s,
+                    initially_on=i < on,
+                )
+            )
+    return nodes
+
+
+def _service_spec(s: ServiceModel) -> ServiceSpec:
+    return ServiceSpec(
+        name=s.name,
+        kind=s.kind,
+        work_ms=s.work_ms,
+        slo_ms=s.slo_ms,
+        cold_start_s=s.cold_start_s,
+        mem_mb=s.mem_mb,
+        cpu_per_replica=s.cpu,
+        gpu_per_replica=(s.gpus if s.gpus is not None else (1 if s.kind == "gpu" else 0)),
+        concurrency=s.concurrency,
+        timeout_s=s.timeout_s,
+        min_replicas=s.min_replicas,
+        max_replicas=s.max_replicas,
+        initial_replicas=s.initial_replicas,
+    )
+
+
+def _require(name: str, known: Any, fail: Any, loc: tuple[str | int, ...]) -> int:
+    """Index of ``name`` in a list or dict of known names, or a ScenarioError naming the field."""
+    if isinstance(known, dict):
+        if name in known:
+            return int(known[name])
+    elif name in known:
+        return list(known).index(name)
+    kind = "node" if isinstance(known, dict) else "service"
+    raise fail(f"unknown {kind} {name!r}", loc)
+
+
+class _ArrivalBuilder:
+    """Accumulates expected rates (synthetic loads) and exact counts (trace replays) per service, and work scales."""
+
+    def __init__(self, ticks: int, tick_s: float, services: list[str], rng: np.random.Generator) -> None:
+        self.ticks, self.tick_s, self.services, self.rng = ticks, tick_s, services, rng
+        self.rates = np.zeros((ticks, len(services)))
+        self.counts = np.zeros((ticks, len(services)), dtype=np.int64)
+        self.work_scale = np.ones((ticks, len(services)))
+
+    def add(self, entry: Any, scenario_path: Path | None, index_of: Any) -> list[tuple[str, float, float]]:
+        """Add one workload entry; returns (service, work_ms, mem_mb) profiles taken from a trace, if any."""
+        t = self.ticks
+        if isinstance(entry, ConstantLoad):
+            self.rates[:, index_of(entry.service, "service")] += workloads.constant_rates(t, self.tick_s, entry.rps)
+        elif isinstance(entry, DiurnalLoad):
+            rates = workloads.diurnal_rates(t, self.tick_s, entry.base_rps, entry.peak_rps, entry.period_s, entry.phase_s)
+            self.rates[:, index_of(entry.service, "service")] += rates
+        elif isinstance(entry, MMPPLoad):
+            rates = workloads.mmpp_rates(t, self.tick_s, self.rng, entry.rates_rps, entry.mean_dwell_s)
+            self.rates[:, index_of(entry.service, "service")] += rates
+        elif isinstance(entry, AzureFunctionsLoad):
+            return self._add_azure_functions(entry, scenario_path, index_of)
+        elif isinstance(entry, AzureLLMLoad):
+            self._add_azure_llm(entry, scenario_path, index_of)
+        elif isinstance(entry, CsvLoad):
+            trace_path = resolve_trace_path(entry.path, scenario_path)
+            for name, (times, counts) in workloads.read_generic_csv(trace_path).items():
+                j = index_of(entry.rename.get(name, name), "rename")
+                self.counts[:, j] += self._scaled(self._csv_counts(times, counts), entry.scale)
+        return []
+
+    def _csv_counts(self, times: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Arrivals per tick from a generic CSV series. Evenly spaced rows wider than a tick are bins: each row's
+        count is spread over its bin at random, keeping its total; other rows land in the tick of their time."""
+        steps = np.diff(times)
+        width = float(steps[0]) if steps.size else 0.0
+        if width > self.tick_s and np.allclose(steps, width) and np.isclose(times[0] % width, 0.0):
+            dense = np.zeros(round(times[-1] / width) + 1, dtype=np.int64)
+            dense[np.rint(times / width).astype(np.int64)] = counts.astype(np.int64)
+            return _fit_length(workloads.minute_counts_to_ticks(dense, self.tick_s, width, self.rng), self.ticks)
+        return workloads.generic_counts_to_ticks(times, counts, self.tick_s, self.ticks)
+
+    def _add_azure_functions(self, entry: AzureFunctionsLoad, scenario_path: Path | None, index_of: Any) -> list[tuple[str, float, float]]:
+        trace = workloads.read_azure_functions(resolve_trace_path(entry.path, scenario_path))
+        picked = workloads.top_functions(trace, entry.skip_top + len(entry.services))[entry.skip_top :]
+        if len(picked) < len(entry.services):
+            raise TraceFormatError(entry.path, f"has {len(picked)} functions after skip_top, {len(entry.services)} services need one each")
+        per_minute = trace.counts[picked, entry.start_minute :]
+        ticked = workloads.minute_counts_to_ticks(per_minute, self.tick_s, entry.seconds_per_minute, self.rng)
+        profiles = []
+        for k, name in enumerate(entry.services):
+            j = index_of(name, "services")
+            series = _fit_length(ticked[k], self.ticks)
+            self.counts[:, j] += self._scaled(series, entry.scale)
+            if entry.use_trace_profile:
+                f = picked[k]
+                work = trace.avg_duration_ms[f]
+                mem = trace.app_memory_mb[f]
+                profiles.append(
+                    (name, float(max(work, 1.0)) if np.isfinite(work) else 40.0, float(max(mem, 16.0)) if np.isfinite(mem) else 256.0)
+                )
+        return profiles
+
+    def _add_azure_llm(self, entry: AzureLLMLoad, scenario_path: Path | None, index_of: Any) -> None:
+        trace = workloads.read_azure_llm(resolve_trace_path(entry.path, scenario_path))
+        arrival = trace.arrival_s / entry.speedup
+        cost = trace.context_tokens * entry.prefill_ms_per_token + trace.generated_tokens * entry.decode_ms_per_token
+        if entry.loop and arrival.size:
+            span = arrival[-1] + self.tick_s
+            repeats = int(np.ceil(self.ticks * self.tick_s / span))
+            arrival = np.concatenate([arrival + k * span for k in range(repeats)])
+            cost = np.tile(cost, repeats)
+        j = index_of(entry.service, "service")
+        counts = workloads.bin_requests(arrival, self.tick_s, self.ticks)
+        cost_sum = workloads.bin_requests(arrival, self.tick_s, self.ticks, weights=cost)
+        mean_cost = cost.mean() if cost.size and cost.mean() > 0 else 1.0
+        self.work_scale[:, j] = np.where(counts > 0, cost_sum / np.maximum(counts, 1) / mean_cost, 1.0)
+        self.counts[:, j] += self._scaled(counts, entry.scale)
+
+    def _scaled(self, counts: np.ndarray, factor: np.ndarray | float) -> np.ndarray:
+        """Counts times a factor, in whole requests: Poisson extra arrivals above 1, binomial thinning below."""
+        factor = np.broadcast_to(np.asarray(factor, dtype=np.float64), counts.shape)
+        out = counts.astype(np.int64).copy()
+        up = factor > 1
+        if up.any():
+            out[up] += self.rng.poisson(counts[up] * (factor[up] - 1.0))
+        down = factor < 1
+        if down.any():
+            out[down] = self.rng.binomial(out[down], factor[down])
+        return out
+
+    def finish(self, multiplier: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Arrivals per tick (T, S) with traffic spikes applied, as float64 whole numbers, and the work scales."""
+        synthetic = workloads.poisson_counts(self.rates * multiplier, self.tick_s, self.rng)
+        replayed = self._scaled(self.counts, multiplier)
+        return (synthetic + replayed).astype(np.float64), self.work_scale
+
+
+def _fit_length(series: np.ndarray, ticks: int) -> np.ndarray:
+    if series.size >= ticks:
+        return series[:ticks]
+    return np.concatenate([series, np.zeros(ticks - series.size, dtype=series.dtype)])
+
+
+def resolve_trace_path(path: str, scenario_path: Path | None) -> Path:
+    if path.startswith("traces/"):
+        return traces_dir() / path.removeprefix("traces/")
+    p = Path(path)
+    if not p.is_absolute() and scenario_path is not None:
+        p = scenario_path.parent / p
+    return p
+
+
+# ----------------------------------------------------------------------------------------------- error locations
+def _field_name(loc: tuple[Any, ...]) -> str:
+    """pydantic's location as a path a person reads: ``events[2].factor`` (union tags dropped)."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in _UNION_TAGS:
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the deepest YAML node on the path ``loc``."""
+    node, line = root, (root.start_mark.line + 1 if root is not None else None)
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if getattr(k, "value", None) == part), None)
+            if match is None:
+                if part in _UNION_TAGS:
+                    continue
+                break
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def _pydantic_message(err: dict[str, Any]) -> str:
+    if err["type"] == "missing":
+        return "required field is missing"
+    if err["type"] == "extra_forbidden":
+        return "unknown field"
+    if err["type"] == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        return f"unknown type {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
+    if err["type"] == "finite_number":
+        return "must be a finite number (not NaN or infinity)"
+    return str(err["msg"])
+
+
+_UNION_TAGS = {
+    tag
+    for union in (WorkloadEntry, EventEntry)
+    for model in get_args(get_args(union)[0])
+    for tag in get_args(model.model_fields["type"].annotation)
+}

@@ -1,0 +1,98 @@
+"""The ``ama`` command line. Installed as the console script ``ama``; each command is a thin front over the
+package that does the work (``ama sim`` steps simulators through a RunRecorder). Errors the user can fix
+(``InputError``) print one line and exit with code 2; nothing else is caught.
+
+The command line is the operator's interface, so it sits in ui, the top layer, and may import any layer below;
+the Streamlit console in ui never steps a simulator.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from simulators.errors import InputError
+from simulators.metrics import RunRecorder
+from simulators.scenarios import load_scenario
+
+app = typer.Typer(
+    name="ama",
+    help="AMA: an LLM-planned hierarchical control plane for elastic compute clusters.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+
+@app.callback()
+def _root() -> None:
+    """AMA: an LLM-planned hierarchical control plane for elastic compute clusters."""
+
+
+def fail(message: str) -> NoReturn:
+    """One line on stderr, exit code 2: the shape of every user-fixable error."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def sim(
+    scenario: Annotated[Path, typer.Option("--scenario", "-s", help="Scenario YAML file (see evals/scenarios/).")],
+    seed: Annotated[int | None, typer.Option(help="Random seed (default: the scenario's).")] = None,
+    ticks: Annotated[int | None, typer.Option(min=1, help="Stop after this many ticks (default: the whole scenario).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+) -> None:
+    """Run a scenario with static replicas (the initial placement, never changed) and print a summary."""
+    try:
+        loaded = load_scenario(scenario, seed=seed)
+    except InputError as exc:
+        fail(str(exc))
+    cluster = loaded.make_cluster()
+    total = cluster.horizon if ticks is None else min(ticks, cluster.horizon)
+    recorder = RunRecorder(cluster)
+    gc.freeze()  # start-up objects are long-lived: keep the collector off them during the run
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} ticks"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as progress:
+        task = progress.add_task(f"sim {loaded.name}", total=total)
+        for _ in range(total):
+            cluster.step()
+            recorder.record()
+            progress.advance(task)
+    summary = {"scenario": loaded.name, "controller": "static", "seed": loaded.spec.seed, **recorder.summary()}
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    table = Table(title=f"{loaded.name} (static replicas, seed {loaded.spec.seed})", show_header=False)
+    for key, value in summary.items():
+        table.add_row(key, _fmt(value))
+    Console().print(table)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    return "-" if value is None else str(value)
+
+
+def main() -> None:
+    app(prog_name="ama")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
