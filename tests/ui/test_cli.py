@@ -1,0 +1,78 @@
+"""The ama command line and the benchmark, run as a user runs them: subprocesses with tiny budgets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from simulators.scenarios import SCENARIO_DIR
+
+AMA = [sys.executable, "-m", "ui.cli"]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*AMA, *args], capture_output=True, text=True, cwd=REPO, timeout=120)
+
+
+def test_help_lists_sim() -> None:
+    out = run("--help")
+    assert out.returncode == 0
+    assert "sim" in out.stdout
+    assert "--scenario" in run("sim", "--help").stdout
+
+
+def test_sim_json_summary() -> None:
+    out = run("sim", "--scenario", str(SCENARIO_DIR / "spike-then-failure.yaml"), "--ticks", "30", "--seed", "3", "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["ticks"] == 30 and summary["seed"] == 3 and summary["controller"] == "static"
+    for key in ("sla_violation_rate", "p95_latency_ms", "cost", "energy_kwh", "cold_starts", "drops"):
+        assert key in summary
+    assert summary["requests"] > 0 and summary["cost"] > 0
+
+
+def test_sim_table_output() -> None:
+    out = run("sim", "--scenario", str(SCENARIO_DIR / "edge-cold-start-storm.yaml"), "--ticks", "10")
+    assert out.returncode == 0, out.stderr
+    assert "sla_violation_rate" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (None, "file not found"),
+        ("name: x\nduration_s: -1\n", "duration_s"),
+        ("name: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_bad_scenario_is_one_line_and_exit_code_2(tmp_path: Path, content: str | None, words: str) -> None:
+    path = tmp_path / "bad.yaml"
+    if content is not None:
+        path.write_text(content)
+    out = run("sim", "--scenario", str(path), "--json")
+    assert out.returncode == 2
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert str(path) in lines[0] and words in lines[0]
+    assert "Traceback" not in out.stderr
+
+
+def test_bench_json_with_a_tiny_budget() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "simulators.bench", "--json", "--sizes", "10,20", "--seconds", "0.02"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert [r["nodes"] for r in report["results"]] == [10, 20]
+    for row in report["results"]:
+        assert row["batch_node_steps_per_s"] > 0 and row["pettingzoo_agent_steps_per_s"] > 0
