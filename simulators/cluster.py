@@ -146,7 +146,9 @@ class StepOutcome:
     cold_starts: np.ndarray = field(default_factory=lambda: np.zeros(0))
     """Requests that found no warm replica anywhere (per service, (S,))."""
     replica_changes: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    """Replicas started plus stopped per cell this tick."""
+    """Replicas started plus stopped per cell since the previous step ended (calls between steps included)."""
+    requests: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """New requests per service this tick, from the workload (re-routed and offloaded work is not counted again)."""
     node_util: np.ndarray = field(default_factory=lambda: np.zeros(0))
     node_power_w: np.ndarray = field(default_factory=lambda: np.zeros(0))
     node_cost: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -206,6 +208,7 @@ class Cluster:
         self.min_replicas = np.array([s.min_replicas for s in services], dtype=f)
         self.max_replicas = np.array([s.max_replicas for s in services], dtype=f)
         self.needs_gpu = self.svc_gpu > 0
+        self._has_gpu_nodes = bool((self.gpus > 0).any())
         self._inv_cpu = 1.0 / np.maximum(self.svc_cpu, 1e-9)
         self._inv_mem = 1.0 / np.maximum(self.svc_mem_mb, 1e-9)
         self._inv_gpu = np.where(self.needs_gpu, 1.0 / np.maximum(self.svc_gpu, 1e-9), 0.0)
@@ -220,7 +223,9 @@ class Cluster:
         n, s = self.n_nodes, self.n_services
         self.t = 0
         self.state = np.where(self.initially_on, NODE_ON, NODE_OFF).astype(np.int8)
-        self.node_boot_left = np.zeros(n)
+        self.node_ready_tick = np.zeros(n, dtype=np.int64)
+        """Tick from whose step on a booting node is on."""
+        self.state_before_failure = self.state.copy()
         self.slowdown = np.ones(n)
         self.net_extra_ms = np.zeros(n)
         self.price_factor = np.ones(n)
@@ -238,10 +243,15 @@ class Cluster:
         self._reverts: list[tuple[int, Event]] = []
         self.active: list[Event] = []
         self._speed_key: tuple[float, ...] | None = None
+        self._speed_version = 0
+        self._lost: tuple[int, np.ndarray] | None = None
+        """Bumped whenever node slowdowns change, so cached service times are recomputed."""
         initial = [sv.min_replicas if sv.initial_replicas is None else sv.initial_replicas for sv in self.config.services]
         self.warm = self.spread_replicas(np.array(initial, dtype=np.float64))
         self.out = StepOutcome()
         self._zero_outcome()
+        self._changes = np.zeros((n, s))
+        """Replica starts and stops since the last step ended; becomes the next step's ``replica_changes``."""
 
     def spread_replicas(self, per_service: np.ndarray) -> np.ndarray:
         """Spread ``per_service`` replicas evenly over the on-nodes that can hold them (nodes with the most free
@@ -290,7 +300,7 @@ class Cluster:
         o = self.out
         o.arrivals, o.served, o.violations, o.drops = (np.zeros((n, s)) for _ in range(4))
         o.latency_ms, o.replica_changes, o.busy_replicas = np.zeros((n, s)), np.zeros((n, s)), np.zeros((n, s))
-        o.cold_starts, o.wasted_mem_gbs = np.zeros(s), np.zeros(s)
+        o.cold_starts, o.wasted_mem_gbs, o.requests = np.zeros(s), np.zeros(s), np.zeros(s)
         o.node_util, o.node_power_w, o.node_cost = np.zeros(n), np.zeros(n), np.zeros(n)
         self._base_ms = np.zeros((n, s))
         self._p_wait = np.zeros((n, s))
@@ -332,7 +342,7 @@ class Cluster:
         """Move each cell's replica count (warm + booting) towards ``target`` (N, S), within node resources, node
         state and the services' cluster-wide min and max replicas."""
         current = self.warm + self.booting
-        delta = np.asarray(target, dtype=np.float64) - current
+        delta = np.maximum(np.rint(np.asarray(target, dtype=np.float64)), 0.0) - current
         if not delta.any():
             return
         up = np.maximum(delta, 0.0)
@@ -346,27 +356,29 @@ class Cluster:
             over = self._ones_n @ up + col_current - col_down - self.max_replicas
             up = _reduce_columns(up, over)
             self._start(up)
-            self.out.replica_changes += up
+            self._changes += up
             col_current = col_current + self._ones_n @ up
         if col_down.any():
             short = self.min_replicas - (col_current - col_down)
             down = _reduce_columns(down, short)
             self._stop(down)
-            self.out.replica_changes += down
+            self._changes += down
 
     def _fit_node_resources(self, up: np.ndarray) -> np.ndarray:
         """Shrink per-cell increases so the new reservations on each node fit its free resources."""
         free_cpu, free_mem, free_gpu = self.free_resources()
-        factor = np.ones(self.n_nodes)
+        factor = np.ones((self.n_nodes, self.n_services))
         for free, per_replica in ((free_cpu, self.svc_cpu), (free_mem, self.svc_mem_mb), (free_gpu, self.svc_gpu)):
             if not per_replica.any():
                 continue
             need = up @ per_replica
             over = need > free + 1e-9
             if over.any():
-                factor[over] = np.minimum(factor[over], np.maximum(free[over], 0.0) / need[over])
+                shrink = np.where(over, np.maximum(free, 0.0) / np.maximum(need, 1e-12), 1.0)
+                users = per_replica > 0  # only the services that use this resource are held back by it
+                factor[:, users] = np.minimum(factor[:, users], shrink[:, None])
         if (factor < 1.0).any():
-            up = np.floor(up * factor[:, None])
+            up = np.floor(up * factor)
         return up
 
     def _start(self, up: np.ndarray) -> None:
@@ -398,7 +410,7 @@ class Cluster:
         idx = _indices(nodes, self.n_nodes)
         idx = idx[self.state[idx] == NODE_OFF]
         self.state[idx] = NODE_BOOTING
-        self.node_boot_left[idx] = self.node_boot_ticks[idx]
+        self.node_ready_tick[idx] = self.t + self.node_boot_ticks[idx].astype(np.int64)
 
     def drain(self, nodes: np.ndarray) -> None:
         """Stop routing to nodes, re-route their queued work, stop their replicas and power them off."""
@@ -409,7 +421,7 @@ class Cluster:
         self.state[idx] = NODE_OFF
 
     def _clear_nodes(self, idx: np.ndarray) -> None:
-        self.out.replica_changes[idx] += self.warm[idx] + self.booting[idx]
+        self._changes[idx] += self.warm[idx] + self.booting[idx]
         self.warm[idx] = 0.0
         self.booting[idx] = 0.0
         self.pending[:, idx] = 0.0
@@ -435,12 +447,14 @@ class Cluster:
             live = nodes[self.state[nodes] != NODE_FAILED]
             self.out.drops[live] += self.queue[live]
             self._clear_nodes(live)
+            self.state_before_failure[live] = self.state[live]
             self.state[live] = NODE_FAILED
         elif e.type == "node_recovery":
             self._recover(nodes)
             return  # a recovery is not an anomaly in force
         elif e.type == "straggler":
             self.slowdown[nodes] *= e.value
+            self._speed_version += 1
         elif e.type == "network_degradation":
             self.net_extra_ms[nodes] += e.value
         elif e.type == "price_change":
@@ -451,7 +465,7 @@ class Cluster:
             evicted[cells] = self.warm[cells]
             self.warm -= evicted
             self._start(evicted)
-            self.out.replica_changes += 2.0 * evicted
+            self._changes += 2.0 * evicted
         # traffic_spike is folded into the arrival matrix; here it is only tracked as an anomaly in force
         self.active.append(e)
 
@@ -461,6 +475,7 @@ class Cluster:
             self._recover(nodes)
         elif e.type == "straggler":
             self.slowdown[nodes] /= e.value
+            self._speed_version += 1
         elif e.type == "network_degradation":
             self.net_extra_ms[nodes] -= e.value
         elif e.type == "price_change":
@@ -469,9 +484,10 @@ class Cluster:
             self.active.remove(e)
 
     def _recover(self, nodes: np.ndarray) -> None:
+        """Failed nodes come back: those that were powered boot again, those that were off stay off."""
         failed = nodes[self.state[nodes] == NODE_FAILED]
         self.state[failed] = NODE_OFF
-        self.power_on(failed)
+        self.power_on(failed[self.state_before_failure[failed] != NODE_OFF])
         recovered = set(failed.tolist())
         self.active = [a for a in self.active if not (a.type == "node_failure" and set(a.nodes) <= recovered)]
 
@@ -479,7 +495,7 @@ class Cluster:
     def _refresh_speed(self) -> None:
         """Recompute per-cell service times when node speed or the tick's work changed (cached otherwise)."""
         row = self.workload.work_scale[min(self.t, self.horizon - 1)]
-        key = (*row.tolist(), *self.slowdown[:1].tolist(), float(self.slowdown.sum()))
+        key = (*row.tolist(), self._speed_version)
         if key == self._speed_key:
             return
         self._speed_key = key
@@ -496,7 +512,6 @@ class Cluster:
         if self.done:
             raise RuntimeError(f"the workload ends at tick {self.horizon}; reset() to run again")
         o = self.out
-        o.replica_changes = np.zeros_like(self.warm)
         o.drops = np.zeros_like(self.warm)
         self._apply_events()
         self._advance_node_boot()
@@ -508,6 +523,7 @@ class Cluster:
         self._refresh_speed()
 
         arrivals = self.workload.arrivals[self.t]
+        o.requests = arrivals
         if self.spill.any():
             arrivals = arrivals + self.spill
             self.spill = np.zeros(self.n_services)
@@ -518,8 +534,13 @@ class Cluster:
         else:
             incoming = None
         o.arrivals = new
+        if self._lost is not None:  # arrivals that could go nowhere: dropped on arrival, never queued
+            o.arrivals = new.copy()
+            o.arrivals[self._lost[0]] += self._lost[1]
+            self._lost = None
 
-        # fluid FIFO-equivalent queue; waiting is tracked in request-ticks so the mean wait of served requests is exact
+        # fluid queue; waiting is tracked in request-ticks, and served requests carry the queue's mean wait (served in
+        # random order within a tick; over a busy period the mean wait is the same as FIFO's)
         carried = self.queue
         self.queue_wait += carried
         total = carried + new
@@ -561,26 +582,27 @@ class Cluster:
         powered = (self.state == NODE_ON) | (self.state == NODE_BOOTING)
         idle = self.warm - busy_replicas
         np.maximum(idle, 0.0, out=idle)
-        busy_cpu = busy_replicas @ self.svc_cpu
-        util = np.minimum(busy_cpu / self.cpus, 1.0)
-        power_load = util + self.config.idle_replica_power_share * (idle @ self.svc_cpu) / self.cpus
-        if self.needs_gpu.any():
-            gpu_util = np.minimum((busy_replicas @ self.svc_gpu) / np.maximum(self.gpus, 1.0), 1.0)
-            gpu_load = gpu_util + self.config.idle_replica_power_share * (idle @ self.svc_gpu) / np.maximum(self.gpus, 1.0)
-            util = np.where(self.gpus > 0, gpu_util, util)
-            power_load = np.where(self.gpus > 0, gpu_load, power_load)
+        share = self.config.idle_replica_power_share
+        util = np.minimum((busy_replicas @ self.svc_cpu) / self.cpus, 1.0)
+        power_load = util + share * (idle @ self.svc_cpu) / self.cpus
+        if self._has_gpu_nodes:  # a GPU node is as loaded as the busier of its CPUs and its GPUs
+            gpus = np.maximum(self.gpus, 1.0)
+            gpu_util = np.minimum((busy_replicas @ self.svc_gpu) / gpus, 1.0)
+            util = np.maximum(util, gpu_util)
+            power_load = np.maximum(power_load, gpu_util + share * (idle @ self.svc_gpu) / gpus)
         o.node_util = util
         o.node_power_w = powered * (self.power_idle + (self.power_peak - self.power_idle) * np.minimum(power_load, 1.0))
         o.node_cost = powered * self.base_price_per_h * self.price_factor * (self.tick_s / 3600.0)
         o.wasted_mem_gbs = (self._ones_n @ idle) * self.svc_mem_mb * (self.tick_s / 1024.0)
+        o.replica_changes = self._changes
+        self._changes = np.zeros_like(self.warm)
         self.t += 1
         return o
 
     def _advance_node_boot(self) -> None:
         booting = self.state == NODE_BOOTING
         if booting.any():
-            self.node_boot_left[booting] -= 1
-            self.state[booting & (self.node_boot_left <= 0)] = NODE_ON
+            self.state[booting & (self.node_ready_tick <= self.t)] = NODE_ON
 
     def _advance_replica_boot(self) -> None:
         ready = self.pending[self.t % self.ring_len]
@@ -606,7 +628,9 @@ class Cluster:
         routed = weights * (arrivals / np.maximum(totals, 1e-12))
         lost = np.where(totals > 0, 0.0, arrivals)
         if lost.any():
-            o.drops[self._drop_node()] += lost
+            node = self._drop_node()
+            o.drops[node] += lost
+            self._lost = (node, lost)
         return routed
 
     def _cold_start(self, cold: np.ndarray) -> None:
@@ -622,7 +646,7 @@ class Cluster:
             if fits.size:
                 up[fits[np.argmax(free_mem[fits])], j] = 1.0
         self._start(up)
-        self.out.replica_changes += up
+        self._changes += up
 
     def _drop_node(self) -> int:
         """Node charged with arrivals that could not be routed anywhere (first live node, else node 0)."""
@@ -630,14 +654,16 @@ class Cluster:
         return int(live[0]) if live.size else 0
 
     def _offload(self, routed: np.ndarray, capacity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Move each node's offload share of its arrivals to cloud cells with warm replicas (any warm cells when the
-        cloud has none), in proportion to their spare capacity. Returns (arrivals after offload, received)."""
+        """Move each node's offload share of its arrivals to cloud cells with warm replicas (peers' warm cells when the
+        cloud has none), in proportion to their spare capacity; nodes that offload receive none. Where no cell can
+        take a service's work, it stays put. Returns (arrivals after offload, received)."""
         off = routed * self.offload[:, None]
-        spare = np.maximum(capacity * (1.0 - self.offload[:, None]) - self.queue, 0.0)
-        target = np.where((self.tier == 1)[:, None] & (self.warm > 0), spare, 0.0)
+        receives = (self.offload == 0)[:, None] & (self.warm > 0)  # a node that offloads takes no offloaded work
+        spare = np.maximum(capacity - routed - self.queue, 0.0) + 1e-9
+        target = np.where((self.tier == 1)[:, None] & receives, spare, 0.0)
         no_cloud = (self._ones_n @ target) <= 0
         if no_cloud.any():
-            target[:, no_cloud] = np.maximum(spare[:, no_cloud], 1e-9 * self.warm[:, no_cloud])
+            target[:, no_cloud] = np.where(receives[:, no_cloud], spare[:, no_cloud], 0.0)
         totals = self._ones_n @ target
         placeable = totals > 0
         off *= placeable

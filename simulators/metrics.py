@@ -46,7 +46,7 @@ class RunRecorder:
         violations = float(o.violations.sum())
         finished = served + drops
         self.ticks += 1
-        self.requests += float(o.arrivals.sum())
+        self.requests += float(o.requests.sum())
         self.served += served
         self.drops += drops
         self.violations += violations
@@ -62,7 +62,7 @@ class RunRecorder:
         self.exceed += tick_exceed
         if self.keep_series:
             s = self.series
-            s["arrivals_rps"].append(float(o.arrivals.sum()) / c.tick_s)
+            s["arrivals_rps"].append(float(o.requests.sum()) / c.tick_s)
             s["served_rps"].append(served / c.tick_s)
             s["violation_rate"].append(rate)
             s["replicas"].append(float(c.warm.sum() + c.booting.sum()))

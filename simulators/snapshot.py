@@ -137,7 +137,7 @@ def take_snapshot(cluster: Cluster) -> ClusterSnapshot:
         ServiceTelemetry(
             name=names[j],
             slo_ms=float(c.slo_ms[j]),
-            arrivals_rps=float(o.arrivals[:, j].sum() / tick),
+            arrivals_rps=float(o.requests[j] / tick),
             served_rps=float(svc_served[j] / tick),
             queue=float(c.queue[:, j].sum()),
             replicas_warm=int(c.warm[:, j].sum()),
@@ -156,7 +156,7 @@ def take_snapshot(cluster: Cluster) -> ClusterSnapshot:
         time_s=c.time_s,
         nodes=nodes,
         services=services,
-        arrivals_rps=float(o.arrivals.sum() / tick),
+        arrivals_rps=float(o.requests.sum() / tick),
         served_rps=float(o.served.sum() / tick),
         violation_rate=float(o.violations.sum() / total_finished) if total_finished > 0 else 0.0,
         drops=float(o.drops.sum()),
