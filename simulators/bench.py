@@ -78,7 +78,7 @@ def measure(nodes: int, services: int = 8, min_seconds: float = 1.0) -> dict[str
     )
 
     env.reset_arrays()
-    result["batch_node_steps_per_s"] = _rate(
+    result["batch_env_node_steps_per_s"] = _rate(
         lambda k: env.step_arrays(batches[k % 16]), nodes, min_seconds, env.reset_arrays, env.max_ticks
     )
 

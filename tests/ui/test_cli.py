@@ -75,4 +75,4 @@ def test_bench_json_with_a_tiny_budget() -> None:
     report = json.loads(out.stdout)
     assert [r["nodes"] for r in report["results"]] == [10, 20]
     for row in report["results"]:
-        assert row["batch_node_steps_per_s"] > 0 and row["pettingzoo_agent_steps_per_s"] > 0
+        assert row["batch_node_steps_per_s"] > 0 and row["batch_env_node_steps_per_s"] > 0 and row["pettingzoo_agent_steps_per_s"] > 0
