@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -15,25 +14,14 @@ from simulators.cluster import (
     NODE_FAILED,
     NODE_ON,
     Cluster,
-    ClusterConfig,
     Event,
     NodeSpec,
     ServiceSpec,
-    Workload,
     percentile_from_survival,
 )
 from simulators.metrics import SERIES, VIOLATION_MINUTE_THRESHOLD, RunRecorder
 from simulators.snapshot import ClusterSnapshot, take_snapshot
-
-
-def make_cluster(
-    nodes: Sequence[NodeSpec],
-    services: Sequence[ServiceSpec],
-    arrivals: np.ndarray,
-    events: list[Event] | None = None,
-    **config: Any,
-) -> Cluster:
-    return Cluster(ClusterConfig(nodes=tuple(nodes), services=tuple(services), **config), Workload(arrivals=arrivals), events)
+from tests.simulators.test_cluster import make_cluster
 
 
 def busy_cluster(events: list[Event] | None = None, ticks: int = 30) -> Cluster:
