@@ -24,7 +24,9 @@ Model (time in seconds, one tick = ``tick_s``; every per-tick quantity is a nump
   timeout (at the cell's service rate) are dropped.
 - Power is idle plus (peak - idle) times the CPU (GPU on GPU nodes) load on on and booting nodes, where an idle
   warm replica counts for a share of a busy one (``idle_replica_power_share``); cost is the node price
-  (times any price factor) while a node is on or booting. Idle warm replicas accumulate wasted memory (GB-s).
+  (times any price factor) while a node is on or booting; replica cost bills each replica its dominant share (CPU,
+  memory or GPUs) of its node's price, the pay-per-use view in which a controller's choices show. Idle warm
+  replicas accumulate wasted memory (GB-s).
 
 Every step also records per-cell and per-node outcomes (``served``, ``violations``, ``drops`` ...) that the env
 turns into reward terms and the snapshot into telemetry.
@@ -152,6 +154,10 @@ class StepOutcome:
     node_util: np.ndarray = field(default_factory=lambda: np.zeros(0))
     node_power_w: np.ndarray = field(default_factory=lambda: np.zeros(0))
     node_cost: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """What each powered node costs this tick (its price while on or booting)."""
+    replica_cost: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """What the replicas on each node cost this tick: each pays its dominant share (CPU, memory or GPUs) of the
+    node's price, as pay-per-use billing of reservations does. This is the cost a controller's choices move."""
     wasted_mem_gbs: np.ndarray = field(default_factory=lambda: np.zeros(0))
     """GB-s of idle warm replicas per service this tick."""
     busy_replicas: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -215,8 +221,14 @@ class Cluster:
         self.gpu_fits = ~self.needs_gpu[None, :] | (self.gpus[:, None] >= self.svc_gpu[None, :])
         """(N, S): the node has enough GPUs for one replica of the service at all."""
         self.ring_len = int(self.cold_start_ticks.max()) + 1
+        shares = [self.svc_cpu[None, :] / self.cpus[:, None], self.svc_mem_mb[None, :] / self.mem_mb_cap[:, None]]
+        if (self.gpus > 0).any():
+            shares.append(np.where(self.needs_gpu[None, :], self.svc_gpu[None, :] / np.maximum(self.gpus[:, None], 1.0), 0.0))
+        self.replica_share = np.maximum.reduce(shares)
+        """(N, S): the dominant share of the node one replica of the service reserves (what it is billed for)."""
         self._service_index = np.arange(self.n_services)
         self._ones_n = np.ones(self.n_nodes)
+        self._ones_s = np.ones(self.n_services)
 
     def reset(self) -> None:
         """Back to t=0: nodes in their initial state, initial replicas warm, empty queues."""
@@ -301,7 +313,7 @@ class Cluster:
         o.arrivals, o.served, o.violations, o.drops = (np.zeros((n, s)) for _ in range(4))
         o.latency_ms, o.replica_changes, o.busy_replicas = np.zeros((n, s)), np.zeros((n, s)), np.zeros((n, s))
         o.cold_starts, o.wasted_mem_gbs, o.requests = np.zeros(s), np.zeros(s), np.zeros(s)
-        o.node_util, o.node_power_w, o.node_cost = np.zeros(n), np.zeros(n), np.zeros(n)
+        o.node_util, o.node_power_w, o.node_cost, o.replica_cost = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
         self._base_ms = np.zeros((n, s))
         self._p_wait = np.zeros((n, s))
         self._theta = np.ones((n, s))
@@ -592,7 +604,9 @@ class Cluster:
             power_load = np.maximum(power_load, gpu_util + share * (idle @ self.svc_gpu) / gpus)
         o.node_util = util
         o.node_power_w = powered * (self.power_idle + (self.power_peak - self.power_idle) * np.minimum(power_load, 1.0))
-        o.node_cost = powered * self.base_price_per_h * self.price_factor * (self.tick_s / 3600.0)
+        price_per_tick = self.base_price_per_h * self.price_factor * (self.tick_s / 3600.0)
+        o.node_cost = powered * price_per_tick
+        o.replica_cost = ((self.warm + self.booting) * self.replica_share) @ self._ones_s * price_per_tick
         o.wasted_mem_gbs = (self._ones_n @ idle) * self.svc_mem_mb * (self.tick_s / 1024.0)
         o.replica_changes = self._changes
         self._changes = np.zeros_like(self.warm)

@@ -1,4 +1,5 @@
-"""Run-level metrics from the simulator's per-tick outcomes. Fed by whoever steps a Cluster (``ama sim``, the
+"""Run-level metrics from the simulator's per-tick outcomes (``cost`` is the replicas' pay-per-use cost,
+``node_cost`` the bill of the powered nodes). Fed by whoever steps a Cluster (``ama sim``, the
 evals' runner, the runtime) through ``RunRecorder.record`` after each tick; its ``summary`` feeds the CLI's report,
 the evals' results and BENCHMARKS.md, and its ``series`` the plots.
 """
@@ -31,6 +32,7 @@ class RunRecorder:
     drops: float = 0.0
     cold_starts: float = 0.0
     cost: float = 0.0
+    node_cost: float = 0.0
     energy_j: float = 0.0
     wasted_mem_gbs: float = 0.0
     replica_changes: float = 0.0
@@ -51,7 +53,8 @@ class RunRecorder:
         self.drops += drops
         self.violations += violations
         self.cold_starts += float(o.cold_starts.sum())
-        self.cost += float(o.node_cost.sum())
+        self.cost += float(o.replica_cost.sum())
+        self.node_cost += float(o.node_cost.sum())
         self.energy_j += float(o.node_power_w.sum()) * c.tick_s
         self.wasted_mem_gbs += float(o.wasted_mem_gbs.sum())
         self.replica_changes += float(o.replica_changes.sum())
@@ -66,7 +69,7 @@ class RunRecorder:
             s["served_rps"].append(served / c.tick_s)
             s["violation_rate"].append(rate)
             s["replicas"].append(float(c.warm.sum() + c.booting.sum()))
-            s["cost_per_h"].append(float(o.node_cost.sum()) * 3600.0 / c.tick_s)
+            s["cost_per_h"].append(float(o.replica_cost.sum()) * 3600.0 / c.tick_s)
             s["power_w"].append(float(o.node_power_w.sum()))
             p95 = percentile_from_survival(np.array([served]), tick_exceed[None, :], 95.0)[0] if served > 0 else 0.0
             s["p95_ms"].append(float(p95))
@@ -92,6 +95,7 @@ class RunRecorder:
             "p95_latency_ms": _finite(p95),
             "p99_latency_ms": _finite(p99),
             "cost": self.cost,
+            "node_cost": self.node_cost,
             "energy_kwh": self.energy_j / 3.6e6,
             "cold_starts": self.cold_starts,
             "drops": self.drops,

@@ -24,6 +24,9 @@ class NodeTelemetry:
     utilization: float
     power_w: float
     cost_per_h: float
+    """What the replicas on this node cost per hour."""
+    node_cost_per_h: float
+    """What this node costs per hour while powered."""
     slowdown: float
     net_extra_ms: float
     mem_used_frac: float
@@ -65,6 +68,9 @@ class ClusterSnapshot:
     drops: float
     cold_starts: float
     cost_per_h: float
+    """What the replicas cost per hour at this tick's rate (each its dominant share of its node's price)."""
+    node_cost_per_h: float
+    """What the powered nodes cost per hour."""
     power_w: float
     nodes_on: int
     nodes_failed: int
@@ -88,6 +94,7 @@ class ClusterSnapshot:
             "drops": self.drops,
             "cold_starts": self.cold_starts,
             "cost_per_h": self.cost_per_h,
+            "node_cost_per_h": self.node_cost_per_h,
             "power_w": self.power_w,
             "nodes_on": self.nodes_on,
             "nodes_failed": self.nodes_failed,
@@ -112,7 +119,8 @@ def take_snapshot(cluster: Cluster) -> ClusterSnapshot:
     svc_viol = np.divide(o.violations.sum(0), svc_finished, out=np.zeros(c.n_services), where=svc_finished > 0)
     svc_served = o.served.sum(0)
     svc_latency = np.divide((o.latency_ms * o.served).sum(0), svc_served, out=np.zeros(c.n_services), where=svc_served > 0)
-    cost_per_h = o.node_cost * (3600.0 / tick)
+    node_cost_per_h = o.node_cost * (3600.0 / tick)
+    replica_cost_per_h = o.replica_cost * (3600.0 / tick)
     names = c.service_names
     nodes = tuple(
         NodeTelemetry(
@@ -121,7 +129,8 @@ def take_snapshot(cluster: Cluster) -> ClusterSnapshot:
             state=NODE_STATE_NAMES[c.state[i]],
             utilization=float(o.node_util[i]),
             power_w=float(o.node_power_w[i]),
-            cost_per_h=float(cost_per_h[i]),
+            cost_per_h=float(replica_cost_per_h[i]),
+            node_cost_per_h=float(node_cost_per_h[i]),
             slowdown=float(c.slowdown[i]),
             net_extra_ms=float(c.net_extra_ms[i]),
             mem_used_frac=float(mem_used[i]),
@@ -161,7 +170,8 @@ def take_snapshot(cluster: Cluster) -> ClusterSnapshot:
         violation_rate=float(o.violations.sum() / total_finished) if total_finished > 0 else 0.0,
         drops=float(o.drops.sum()),
         cold_starts=float(o.cold_starts.sum()),
-        cost_per_h=float(cost_per_h.sum()),
+        cost_per_h=float(replica_cost_per_h.sum()),
+        node_cost_per_h=float(node_cost_per_h.sum()),
         power_w=float(o.node_power_w.sum()),
         nodes_on=int((c.state == NODE_ON).sum()),
         nodes_failed=int((c.state == NODE_FAILED).sum()),

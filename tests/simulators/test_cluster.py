@@ -722,6 +722,8 @@ def test_idle_power_and_cost_per_tick() -> None:
     # 4 idle replicas x 2 cores on 16 cores, each at a quarter of a busy one
     np.testing.assert_allclose(o.node_power_w, [100.0 + 200.0 * 0.25 * 8.0 / 16.0, 50.0, 0.0])
     np.testing.assert_allclose(o.node_cost, np.array([0.9, 0.4, 0.0]) * 2.0 / 3600.0)
+    # replicas pay their dominant share of the node: 4 x max(2/16 cores, 0.5/64 GB) of 0.9 $/h
+    np.testing.assert_allclose(o.replica_cost, np.array([4 * 2.0 / 16.0 * 0.9, 0.0, 0.0]) * 2.0 / 3600.0)
     np.testing.assert_allclose(o.node_util, 0.0)
     np.testing.assert_allclose(o.wasted_mem_gbs, [4 * 512.0 * 2.0 / 1024.0])
 

@@ -69,13 +69,15 @@ def _check_snapshot(c: Cluster, snap: ClusterSnapshot) -> None:
     assert sum(s.drops for s in snap.services) == pytest.approx(snap.drops)
     assert sum(s.cold_starts for s in snap.services) == pytest.approx(snap.cold_starts)
     assert sum(n.cost_per_h for n in snap.nodes) == pytest.approx(snap.cost_per_h)
+    assert sum(n.node_cost_per_h for n in snap.nodes) == pytest.approx(snap.node_cost_per_h)
     assert sum(n.power_w for n in snap.nodes) == pytest.approx(snap.power_w)
     # and with the cluster's arrays
     assert snap.served_rps == pytest.approx(o.served.sum() / tick)
     assert snap.arrivals_rps == pytest.approx(o.arrivals.sum() / tick)
     assert snap.drops == pytest.approx(o.drops.sum())
     assert snap.power_w == pytest.approx(o.node_power_w.sum())
-    assert snap.cost_per_h == pytest.approx(o.node_cost.sum() * 3600.0 / tick)
+    assert snap.cost_per_h == pytest.approx(o.replica_cost.sum() * 3600.0 / tick)
+    assert snap.node_cost_per_h == pytest.approx(o.node_cost.sum() * 3600.0 / tick)
     assert snap.nodes_on == int((c.state == NODE_ON).sum())
     assert snap.nodes_failed == int((c.state == NODE_FAILED).sum())
     finished = o.served.sum() + o.drops.sum()
@@ -207,7 +209,8 @@ def _recorded_run(keep_series: bool = True) -> tuple[Cluster, RunRecorder, list[
                 "served": float(o.served.sum()),
                 "drops": float(o.drops.sum()),
                 "violations": float(o.violations.sum()),
-                "cost": float(o.node_cost.sum()),
+                "cost": float(o.replica_cost.sum()),
+                "node_cost": float(o.node_cost.sum()),
                 "energy_j": float(o.node_power_w.sum()) * c.tick_s,
                 "cold_starts": float(o.cold_starts.sum()),
                 "replica_changes": float(o.replica_changes.sum()),
@@ -226,6 +229,7 @@ def test_run_recorder_summary_equals_the_sums_of_the_outcomes() -> None:
     assert s["served"] == pytest.approx(total["served"], abs=0.051)
     assert s["drops"] == pytest.approx(total["drops"])
     assert s["cost"] == pytest.approx(total["cost"])
+    assert s["node_cost"] == pytest.approx(total["node_cost"])
     assert s["energy_kwh"] == pytest.approx(total["energy_j"] / 3.6e6)
     assert s["cold_starts"] == pytest.approx(total["cold_starts"])
     assert s["scale_actions"] == pytest.approx(total["replica_changes"])
@@ -234,8 +238,8 @@ def test_run_recorder_summary_equals_the_sums_of_the_outcomes() -> None:
     bad_ticks = sum(row["violations"] / (row["served"] + row["drops"]) > VIOLATION_MINUTE_THRESHOLD for row in per_tick)
     assert s["sla_violation_minutes"] == pytest.approx(bad_ticks * c.tick_s / 60.0)
     assert total["drops"] > 0 and total["cold_starts"] > 0 and total["cost"] > 0  # a run that exercises every sum
-    # the cost of a tick: each powered node's price for tick_s seconds
-    assert per_tick[0]["cost"] == pytest.approx((0.8 + 0.8 + 3.0) * c.tick_s / 3600.0)
+    # the node bill of a tick: each powered node's price for tick_s seconds
+    assert per_tick[0]["node_cost"] == pytest.approx((0.8 + 0.8 + 3.0) * c.tick_s / 3600.0)
     assert json.dumps(s)
 
 
