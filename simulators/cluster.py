@@ -160,6 +160,8 @@ class StepOutcome:
     node's price, as pay-per-use billing of reservations does. This is the cost a controller's choices move."""
     wasted_mem_gbs: np.ndarray = field(default_factory=lambda: np.zeros(0))
     """GB-s of idle warm replicas per service this tick."""
+    became_warm: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """Replicas per service that finished booting this tick."""
     busy_replicas: np.ndarray = field(default_factory=lambda: np.zeros(0))
     """Replicas' worth of busy time per cell this tick (served work over tick length and concurrency)."""
 
@@ -272,7 +274,7 @@ class Cluster:
         for j in range(self.n_services):
             remaining = int(per_service[j])
             while remaining > 0:
-                room = np.minimum(self._room(cells)[:, j], remaining)
+                room = np.minimum(self.room(cells)[:, j], remaining)
                 candidates = np.flatnonzero(room > 0)
                 if candidates.size == 0:
                     break
@@ -295,8 +297,9 @@ class Cluster:
             self.gpus - total @ self.svc_gpu,
         )
 
-    def _room(self, cells: np.ndarray | None = None) -> np.ndarray:
-        """Replicas of each service that still fit on each on-node (CPU, memory and GPUs), as whole numbers."""
+    def room(self, cells: np.ndarray | None = None) -> np.ndarray:
+        """Replicas of each service that still fit on each on-node (CPU, memory and GPUs), as whole numbers, given
+        replica counts ``cells`` (default: the current warm plus booting; pass zeros for empty nodes)."""
         free_cpu, free_mem, free_gpu = self.free_resources(cells)
         room = np.minimum(free_cpu[:, None] * self._inv_cpu, free_mem[:, None] * self._inv_mem)
         if self.needs_gpu.any():
@@ -312,7 +315,7 @@ class Cluster:
         o = self.out
         o.arrivals, o.served, o.violations, o.drops = (np.zeros((n, s)) for _ in range(4))
         o.latency_ms, o.replica_changes, o.busy_replicas = np.zeros((n, s)), np.zeros((n, s)), np.zeros((n, s))
-        o.cold_starts, o.wasted_mem_gbs, o.requests = np.zeros(s), np.zeros(s), np.zeros(s)
+        o.cold_starts, o.wasted_mem_gbs, o.requests, o.became_warm = np.zeros(s), np.zeros(s), np.zeros(s), np.zeros(s)
         o.node_util, o.node_power_w, o.node_cost, o.replica_cost = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
         self._base_ms = np.zeros((n, s))
         self._p_wait = np.zeros((n, s))
@@ -344,10 +347,6 @@ class Cluster:
     def per_service(self, cells: np.ndarray) -> np.ndarray:
         """Column sums of an (N, S) array: totals per service (a matrix-vector product, faster than ``sum(0)``)."""
         return self._ones_n @ cells
-
-    def max_addable(self) -> np.ndarray:
-        """How many more replicas of each service each node could start now (resources and state only)."""
-        return self._room()
 
     # ----------------------------------------------------------------------------------------------- control
     def set_targets(self, target: np.ndarray) -> None:
@@ -574,8 +573,7 @@ class Cluster:
         servers = self.warm * self.concurrency
         rho = new / np.maximum(capacity, 1e-12)
         np.clip(rho, 0.0, 0.98, out=rho)
-        p_wait = rho ** (np.sqrt(2.0 * servers + 2.0) - 1.0)
-        theta = servers * self._mu_per_ms * (1.0 - rho) + 1e-12  # per ms
+        p_wait, theta = waiting_tail(rho, servers, self._mu_per_ms)
         base_ms = self._service_ms + mean_wait_ms
         base_ms += (self.tier_latency_ms + self.net_extra_ms)[:, None]
         if incoming is not None:
@@ -621,9 +619,12 @@ class Cluster:
     def _advance_replica_boot(self) -> None:
         ready = self.pending[self.t % self.ring_len]
         if ready.any():
+            self.out.became_warm = self._ones_n @ ready
             self.warm += ready
             self.booting -= ready
             ready.fill(0.0)
+        else:
+            self.out.became_warm = np.zeros(self.n_services)
 
     def _route(self, arrivals: np.ndarray) -> np.ndarray:
         """Split each service's arrivals over cells in proportion to warm replicas; cold services queue at booting
@@ -652,7 +653,7 @@ class Cluster:
         need = cold & ((self._ones_n @ self.booting) == 0) & (self.max_replicas > 0)
         if not need.any():
             return
-        room = self._room()
+        room = self.room()
         _, free_mem, _ = self.free_resources()
         up = np.zeros_like(self.warm)
         for j in np.flatnonzero(need):
@@ -697,6 +698,15 @@ class Cluster:
         exceed = np.zeros((self.n_services, grid_ms.size))
         np.add.at(exceed, cols, tail * weights[:, None])
         return self._ones_n @ served, exceed
+
+
+def waiting_tail(rho: np.ndarray, servers: np.ndarray, mu_per_ms: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+    """The M/M/c waiting-time tail the simulator uses: ``P(wait > x) = p_wait * exp(-theta * x)`` (x in ms), with
+    Sakasegawa's approximation ``p_wait = rho ** (sqrt(2 (c + 1)) - 1)`` and ``theta = c mu (1 - rho)``. ``rho`` must
+    be below 1 (the core clips it at 0.98). Used by the core and by the clairvoyant bound, so both see one model."""
+    p_wait = rho ** (np.sqrt(2.0 * servers + 2.0) - 1.0)
+    theta = servers * mu_per_ms * (1.0 - rho) + 1e-12
+    return p_wait, theta
 
 
 def percentile_from_survival(served: np.ndarray, exceed: np.ndarray, q: float, grid_ms: np.ndarray = LATENCY_GRID_MS) -> np.ndarray:

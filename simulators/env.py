@@ -238,7 +238,7 @@ class ClusterEnv(ParallelEnv):
         inv_cap = 1.0 / np.maximum(capacity, 1e-9)
         finished = o.served + o.drops
         inv_finished = 1.0 / np.maximum(finished, 1e-9)
-        room = c.max_addable()
+        room = c.room()
         replicas = warm + booting
         svc_replicas = c.per_service(replicas)
         svc_load = c.per_service(o.arrivals) / np.maximum(c.per_service(capacity), 1e-9)

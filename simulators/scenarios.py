@@ -277,7 +277,8 @@ class Scenario:
 
 # ----------------------------------------------------------------------------------------------- loading
 def load_scenario(path: str | os.PathLike[str], seed: int | None = None, duration_s: float | None = None) -> Scenario:
-    """Read, validate and compile a scenario file. ``seed`` and ``duration_s`` override the file's values."""
+    """Read, validate and compile a scenario file. ``seed`` and ``duration_s`` override the file's values (a shorter
+    duration drops the events after it)."""
     path = Path(path)
     if not path.is_file():
         raise ScenarioError(path, "file not found")
@@ -300,8 +301,9 @@ def load_scenario(path: str | os.PathLike[str], seed: int | None = None, duratio
     overrides: dict[str, Any] = {}
     if seed is not None:
         overrides["seed"] = seed
-    if duration_s is not None:
+    if duration_s is not None:  # a shortened run: events after its end simply do not happen
         overrides["duration_s"] = duration_s
+        overrides["events"] = [e for e in spec.events if e.at_s < duration_s]
     if overrides:
         spec = spec.model_copy(update=overrides)
     return compile_scenario(spec, path, root)

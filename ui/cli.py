@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from local_agents.controllers import PLACEMENTS, parse_params
+from local_agents.registry import controller_names, make_controller
 from simulators.errors import InputError
 from simulators.metrics import RunRecorder
 from simulators.scenarios import load_scenario
@@ -49,14 +51,20 @@ def sim(
     scenario: Annotated[Path, typer.Option("--scenario", "-s", help="Scenario YAML file (see evals/scenarios/).")],
     seed: Annotated[int | None, typer.Option(help="Random seed (default: the scenario's).")] = None,
     ticks: Annotated[int | None, typer.Option(min=1, help="Stop after this many ticks (default: the whole scenario).")] = None,
+    controller: Annotated[str, typer.Option("--controller", "-c", help=f"Local controller: {', '.join(controller_names())}.")] = "static",
+    placement: Annotated[str, typer.Option(help=f"Where new replicas go: {', '.join(PLACEMENTS)}.")] = "least-loaded",
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Controller parameter KEY=VALUE (repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ) -> None:
-    """Run a scenario with static replicas (the initial placement, never changed) and print a summary."""
+    """Run a scenario with a local controller (default: static replicas) and print a summary of the run."""
     try:
         loaded = load_scenario(scenario, seed=seed)
+        ctrl = make_controller(controller, parse_params(param or []), placement, loaded.spec.seed)
     except InputError as exc:
         fail(str(exc))
     cluster = loaded.make_cluster()
+    ctrl.reset(cluster)
+    actions = 0
     total = cluster.horizon if ticks is None else min(ticks, cluster.horizon)
     recorder = RunRecorder(cluster)
     gc.freeze()  # start-up objects are long-lived: keep the collector off them during the run
@@ -71,14 +79,22 @@ def sim(
     ) as progress:
         task = progress.add_task(f"sim {loaded.name}", total=total)
         for _ in range(total):
-            cluster.step()
+            decision = ctrl.act(cluster)
+            actions += len(decision.reasons)
+            cluster.step(decision.targets, decision.offload)
             recorder.record()
             progress.advance(task)
-    summary = {"scenario": loaded.name, "controller": "static", "seed": loaded.spec.seed, **recorder.summary()}
+    summary = {
+        "scenario": loaded.name,
+        "controller": ctrl.name,
+        "seed": loaded.spec.seed,
+        **recorder.summary(),
+        "explained_actions": actions,
+    }
     if as_json:
         typer.echo(json.dumps(summary))
         return
-    table = Table(title=f"{loaded.name} (static replicas, seed {loaded.spec.seed})", show_header=False)
+    table = Table(title=f"{loaded.name} ({ctrl.name}, seed {loaded.spec.seed})", show_header=False)
     for key, value in summary.items():
         table.add_row(key, _fmt(value))
     Console().print(table)

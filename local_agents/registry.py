@@ -1,0 +1,42 @@
+"""Controllers by name. Called by ``ama sim --controller NAME``, the evals' runner and the runtime; feeds them a
+ready Controller built from a name, a placement policy and ``KEY=VALUE`` parameters, or a ConfigError naming what
+is wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from local_agents.controllers import PLACEMENTS, Controller, StaticController
+from local_agents.oracle import OracleController, OracleSettings
+from simulators.errors import ConfigError
+
+Builder = Callable[[dict[str, str], str, int], Controller]
+
+
+def _static(params: dict[str, str], placement: str, seed: int) -> Controller:
+    if params:
+        raise ConfigError(f"static: takes no parameters, got {', '.join(sorted(params))}")
+    return StaticController()
+
+
+def _oracle(params: dict[str, str], placement: str, seed: int) -> Controller:
+    return OracleController(OracleSettings.from_params(params), seed)
+
+
+BUILDERS: dict[str, Builder] = {
+    "static": _static,
+    "oracle": _oracle,
+}
+
+
+def controller_names() -> list[str]:
+    return list(BUILDERS)
+
+
+def make_controller(name: str, params: dict[str, str] | None = None, placement: str = "least-loaded", seed: int = 0) -> Controller:
+    """A controller by name; unknown names, placements and parameters are ConfigErrors with one line."""
+    if name not in BUILDERS:
+        raise ConfigError(f"unknown controller {name!r}; choose one of {', '.join(BUILDERS)}")
+    if placement not in PLACEMENTS:
+        raise ConfigError(f"unknown placement {placement!r}; choose one of {', '.join(PLACEMENTS)}")
+    return BUILDERS[name](dict(params or {}), placement, seed)
