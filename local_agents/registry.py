@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from local_agents.baselines import HPAController, KeepAliveController, KPAController
 from local_agents.controllers import PLACEMENTS, Controller, StaticController
+from local_agents.hpa import HPASettings
+from local_agents.keepalive import make_keepalive_policy
+from local_agents.kpa import KPASettings
 from local_agents.oracle import OracleController, OracleSettings
 from simulators.errors import ConfigError
 
@@ -23,8 +27,34 @@ def _oracle(params: dict[str, str], placement: str, seed: int) -> Controller:
     return OracleController(OracleSettings.from_params(params), seed)
 
 
+def _hpa(params: dict[str, str], placement: str, seed: int) -> Controller:
+    return HPAController(HPASettings.from_params(params), placement, seed)
+
+
+def _kpa(params: dict[str, str], placement: str, seed: int) -> Controller:
+    return KPAController(KPASettings.from_params(params), placement, seed)
+
+
+def _keepalive(name: str) -> Builder:
+    def build(params: dict[str, str], placement: str, seed: int) -> Controller:
+        numbers = {}
+        for key, value in params.items():
+            try:
+                numbers[key] = float(value)
+            except ValueError:
+                raise ConfigError(f"keepalive: {key} must be a number, got {value!r}") from None
+        return KeepAliveController(make_keepalive_policy(name, **numbers), placement, seed)
+
+    return build
+
+
 BUILDERS: dict[str, Builder] = {
     "static": _static,
+    "hpa": _hpa,
+    "kpa": _kpa,
+    "keepalive10": _keepalive("keepalive10"),
+    "keepalive20": _keepalive("keepalive20"),
+    "hybrid": _keepalive("hybrid"),
     "oracle": _oracle,
 }
 

@@ -23,7 +23,7 @@ from local_agents.controllers import PLACEMENTS, parse_params
 from local_agents.registry import controller_names, make_controller
 from simulators.errors import InputError
 from simulators.metrics import RunRecorder
-from simulators.scenarios import load_scenario
+from simulators.scenarios import load_scenario, traces_dir
 
 app = typer.Typer(
     name="ama",
@@ -97,6 +97,45 @@ def sim(
     table = Table(title=f"{loaded.name} ({ctrl.name}, seed {loaded.spec.seed})", show_header=False)
     for key, value in summary.items():
         table.add_row(key, _fmt(value))
+    Console().print(table)
+
+
+@app.command()
+def keepalive(
+    trace: Annotated[
+        Path | None,
+        typer.Option(
+            "--trace", help="Azure Functions 2019 folder (invocations.csv, durations.csv, memory.csv); default: the shared sample."
+        ),
+    ] = None,
+    policies: Annotated[
+        str, typer.Option(help="Comma-separated policies: keepaliveN (N minutes) or hybrid.")
+    ] = "keepalive10,keepalive20,hybrid",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+) -> None:
+    """Replay an Azure Functions trace per app, minute by minute, under keep-alive policies: cold starts and
+    wasted warm memory (Shahrad et al., ATC 2020)."""
+    from local_agents.keepalive import azure_keepalive_report
+
+    trace = trace or traces_dir() / "azure_functions_2019_sample500"
+    try:
+        report = azure_keepalive_report(trace, [p.strip() for p in policies.split(",") if p.strip()])
+    except InputError as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    table = Table(title=f"keep-alive policies on {trace} ({report['apps']} apps, {report['minutes']} minutes)")
+    for column in ("policy", "p75 app cold-start %", "mean app cold-start %", "cold starts", "wasted memory GB-s"):
+        table.add_column(column, justify="right")
+    for name, s in report["policies"].items():
+        table.add_row(
+            name,
+            f"{s['cold_start_rate_p75']:.1f}",
+            f"{s['cold_start_rate_mean']:.1f}",
+            f"{s['total_cold_starts']:,}",
+            f"{s['wasted_memory_gb_s']:,.0f}",
+        )
     Console().print(table)
 
 
