@@ -11,7 +11,8 @@ Model (time in seconds, one tick = ``tick_s``; every per-tick quantity is a nump
 - Replicas live in cells (node, service). A started replica boots for the service's cold-start time (a ring buffer
   of pending starts per cell), then is warm. A scale-down removes booting replicas first, as Kubernetes does.
 - Arrivals per service per tick come from a precomputed matrix (workloads and traffic spikes are folded in by
-  simulators.scenarios). The load balancer splits them over cells in proportion to warm replicas; a service with no
+  simulators.scenarios). The load balancer splits them over cells in proportion to warm replicas (or, with
+  ``routing="least-loaded"``, to capacity net of backlog); a service with no
   warm replica anywhere queues at its booting replicas, and one with none at all gets a demand-triggered cold start
   on the on-node with the most free memory (what a serverless activator does).
 - Each node may offload a share of its arrivals; offloaded work goes to the cloud tier's cells (or peers, in an
@@ -41,6 +42,7 @@ import numpy as np
 NODE_OFF, NODE_BOOTING, NODE_ON, NODE_FAILED = 0, 1, 2, 3
 NODE_STATE_NAMES = ("off", "booting", "on", "failed")
 TIERS = ("edge", "cloud")
+ROUTINGS = ("replicas", "least-loaded")
 SERVICE_KINDS = ("cpu", "gpu")
 EVENT_TYPES = (
     "traffic_spike",
@@ -119,6 +121,11 @@ class ClusterConfig:
     """Client-to-node network latency for (edge, cloud)."""
     offload_hop_ms: float = 10.0
     """Extra latency of a request offloaded to another node."""
+    routing: str = "replicas"
+    """How the load balancer splits a service's arrivals over nodes: ``replicas`` (in proportion to ready replicas:
+    the fluid limit of round-robin and random routing, what a Kubernetes Service does) or ``least-loaded`` (in
+    proportion to each cell's capacity net of its backlog, so fast and slow nodes run at equal utilization: the fluid
+    picture of join-the-shortest-queue)."""
     idle_replica_power_share: float = 0.2
     """Power an idle warm replica draws, as a share of what it draws busy (runtimes, memory, polling)."""
 
@@ -175,6 +182,8 @@ class Cluster:
     def __init__(self, config: ClusterConfig, workload: Workload, events: list[Event] | None = None) -> None:
         if not config.nodes or not config.services:
             raise ValueError("a cluster needs at least one node and one service")
+        if config.routing not in ROUTINGS:
+            raise ValueError(f"routing must be one of {', '.join(ROUTINGS)}, got {config.routing!r}")
         if workload.arrivals.ndim != 2 or workload.arrivals.shape[1] != len(config.services):
             raise ValueError(f"arrivals must have shape (ticks, {len(config.services)}), got {workload.arrivals.shape}")
         self.config = config
@@ -539,7 +548,7 @@ class Cluster:
             arrivals = arrivals + self.spill
             self.spill = np.zeros(self.n_services)
         capacity = self.warm * self._rate_tick  # requests per tick
-        new = self._route(arrivals)
+        new = self._route(arrivals, capacity)
         if self.offload.any():
             new, incoming = self._offload(new, capacity)
         else:
@@ -626,14 +635,16 @@ class Cluster:
         else:
             self.out.became_warm = np.zeros(self.n_services)
 
-    def _route(self, arrivals: np.ndarray) -> np.ndarray:
-        """Split each service's arrivals over cells in proportion to warm replicas; cold services queue at booting
-        replicas, and a service with none gets a demand-triggered cold start. Unroutable arrivals are dropped."""
+    def _route(self, arrivals: np.ndarray, capacity: np.ndarray) -> np.ndarray:
+        """Split each service's arrivals over cells by the routing policy; cold services queue at booting replicas,
+        and a service with none gets a demand-triggered cold start. Unroutable arrivals are dropped."""
         o = self.out
         warm_total = self._ones_n @ self.warm
         cold = (warm_total == 0) & (arrivals > 0)
         if not cold.any():
             o.cold_starts = np.zeros(self.n_services)
+            if self.config.routing == "least-loaded":
+                return self._route_least_loaded(arrivals, capacity)
             return self.warm * (arrivals / np.maximum(warm_total, 1e-12))
         o.cold_starts = np.where(cold, arrivals, 0.0)
         self._cold_start(cold)
@@ -647,6 +658,11 @@ class Cluster:
             o.drops[node] += lost
             self._lost = (node, lost)
         return routed
+
+    def _route_least_loaded(self, arrivals: np.ndarray, capacity: np.ndarray) -> np.ndarray:
+        """In proportion to each cell's capacity net of its backlog: equal utilization across fast and slow nodes."""
+        weights = np.maximum(capacity - self.queue, 0.01 * capacity)
+        return weights * (arrivals / np.maximum(self._ones_n @ weights, 1e-12))
 
     def _cold_start(self, cold: np.ndarray) -> None:
         """Start one replica for each cold service with nothing booting, on the on-node with most free memory."""

@@ -75,6 +75,7 @@ class ClusterModel(Strict):
     nodes: Annotated[list[NodeGroup], Field(min_length=1)]
     tier_latency_ms: TierLatency = TierLatency()
     offload_hop_ms: NonNegative = 10.0
+    routing: Literal["replicas", "least-loaded"] = "replicas"
 
 
 class ServiceModel(Strict):
@@ -382,6 +383,7 @@ def compile_scenario(spec: ScenarioSpec, path: Path | None = None, root: yaml.No
         tick_s=spec.tick_s,
         tier_latency_ms=(spec.cluster.tier_latency_ms.edge, spec.cluster.tier_latency_ms.cloud),
         offload_hop_ms=spec.cluster.offload_hop_ms,
+        routing=spec.cluster.routing,
     )
     arrivals, work_scale = builder.finish(multiplier)
     return Scenario(spec, path, config, Workload(arrivals, work_scale), tuple(events))

@@ -8,6 +8,7 @@ the Streamlit console in ui never steps a simulator.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import sys
@@ -21,7 +22,8 @@ from rich.table import Table
 
 from local_agents.controllers import PLACEMENTS, parse_params
 from local_agents.registry import controller_names, make_controller
-from simulators.errors import InputError
+from simulators.cluster import ROUTINGS
+from simulators.errors import ConfigError, InputError
 from simulators.metrics import RunRecorder
 from simulators.scenarios import load_scenario, traces_dir
 
@@ -54,11 +56,16 @@ def sim(
     controller: Annotated[str, typer.Option("--controller", "-c", help=f"Local controller: {', '.join(controller_names())}.")] = "static",
     placement: Annotated[str, typer.Option(help=f"Where new replicas go: {', '.join(PLACEMENTS)}.")] = "least-loaded",
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Controller parameter KEY=VALUE (repeatable).")] = None,
+    routing: Annotated[str | None, typer.Option(help=f"Load balancing: {', '.join(ROUTINGS)} (default: the scenario's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ) -> None:
     """Run a scenario with a local controller (default: static replicas) and print a summary of the run."""
     try:
         loaded = load_scenario(scenario, seed=seed)
+        if routing is not None:
+            if routing not in ROUTINGS:
+                raise ConfigError(f"unknown routing {routing!r}; choose one of {', '.join(ROUTINGS)}")
+            loaded = dataclasses.replace(loaded, config=dataclasses.replace(loaded.config, routing=routing))
         ctrl = make_controller(controller, parse_params(param or []), placement, loaded.spec.seed)
     except InputError as exc:
         fail(str(exc))

@@ -812,3 +812,31 @@ def test_drain_between_steps_reports_its_replica_changes() -> None:
     o = c.step()
     assert c.state[0] == NODE_OFF
     assert o.replica_changes.sum() == 2.0
+
+
+def test_least_loaded_routing_steers_work_away_from_a_straggler() -> None:
+    results = {}
+    for routing in ("replicas", "least-loaded"):
+        nodes = [node("fast"), node("slow")]
+        c = make_cluster(
+            nodes,
+            [svc(work_ms=40.0, initial_replicas=4)],
+            const_arrivals(30, 40.0),
+            [Event(0, "straggler", nodes=(1,), value=3.0)],
+            routing=routing,
+        )
+        served, violations = 0.0, 0.0
+        for _ in range(30):
+            o = c.step()
+            served += o.served.sum()
+            violations += o.violations.sum()
+        results[routing] = (violations / served, c.out.arrivals[:, 0].copy())
+    by_replicas, by_load = results["replicas"], results["least-loaded"]
+    assert by_replicas[1][0] == pytest.approx(by_replicas[1][1])  # split by replicas: 2 and 2
+    assert by_load[1][0] > 2 * by_load[1][1]  # the fast node takes the bulk
+    assert by_load[0] < by_replicas[0] / 2
+
+
+def test_unknown_routing_is_rejected() -> None:
+    with pytest.raises(ValueError, match="routing"):
+        make_cluster([node()], [svc()], const_arrivals(2, 1.0), routing="nearest")
