@@ -11,7 +11,7 @@ from collections import deque
 
 import numpy as np
 
-from local_agents.controllers import ActionReason, ServiceScaler, service_reason
+from local_agents.controllers import ActionReason, ServiceScaler
 from local_agents.hpa import HPA, HPASettings
 from local_agents.keepalive import KeepAlivePolicy, make_keepalive_policy
 from local_agents.kpa import KPA, KPASettings
@@ -70,12 +70,7 @@ class HPAController(ServiceScaler):
                 max_replicas=int(cluster.max_replicas[j]),
             )
             if decision.changed:
-                reasons.append(
-                    service_reason(
-                        self.name, cluster, j, int(self.desired[j]), decision.desired, f"{cluster.service_names[j]}: {decision.reason}"
-                    )
-                )
-                self.desired[j] = decision.desired
+                reasons.append(self.change(cluster, j, decision.desired, decision.reason))
         return reasons
 
 
@@ -112,12 +107,7 @@ class KPAController(ServiceScaler):
                 max_replicas=int(cluster.max_replicas[j]),
             )
             if decision.changed:
-                reasons.append(
-                    service_reason(
-                        self.name, cluster, j, int(self.desired[j]), decision.desired, f"{cluster.service_names[j]}: {decision.reason}"
-                    )
-                )
-                self.desired[j] = decision.desired
+                reasons.append(self.change(cluster, j, decision.desired, decision.reason))
         return reasons
 
 
@@ -163,13 +153,7 @@ class KeepAliveController(ServiceScaler):
         for j in range(cluster.n_services):
             pool, why = self._pool(j, now)
             if pool != self.desired[j]:
-                before = int(self.desired[j])
-                reasons.append(
-                    service_reason(
-                        self.name, cluster, j, before, pool, f"{cluster.service_names[j]}: {self.name}: {why}: {before} -> {pool}"
-                    )
-                )
-                self.desired[j] = pool
+                reasons.append(self.change(cluster, j, pool, f"{self.name}: {why}: {int(self.desired[j])} -> {pool}"))
         return reasons
 
     def _pool(self, j: int, now: float) -> tuple[int, str]:

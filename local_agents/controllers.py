@@ -168,6 +168,12 @@ class ServiceScaler:
         reasons += self._placement_reasons(cluster, delta)
         return Decision(targets=cluster.replicas() + delta, reasons=reasons)
 
+    def change(self, cluster: Cluster, j: int, desired: int, why: str) -> ActionReason:
+        """Set service ``j``'s desired replicas and return the reason, prefixed with the service's name."""
+        reason = service_reason(self.name, cluster, j, int(self.desired[j]), desired, f"{cluster.service_names[j]}: {why}")
+        self.desired[j] = desired
+        return reason
+
     def _activate_cold_services(self, cluster: Cluster) -> list[ActionReason]:
         """A service with requests waiting and nothing warm or desired gets one replica, as Knative's activator
         asks the autoscaler to scale from zero (otherwise the demand-triggered cold start would be undone)."""

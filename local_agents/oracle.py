@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from local_agents.controllers import ActionReason, ServiceScaler, service_reason
+from local_agents.controllers import ActionReason, ServiceScaler
 from simulators.cluster import NODE_ON, Cluster, waiting_tail
 from simulators.errors import ConfigError
 
@@ -107,6 +107,5 @@ class OracleController(ServiceScaler):
                 f"oracle: up to {upcoming:.0f} req/s arrive in the next {lead * cluster.tick_s:g} s and need {after} replicas "
                 f"(≤ {self.settings.max_violation:.0%} over the {cluster.slo_ms[j]:.0f} ms SLO): {before} -> {after}"
             )
-            reasons.append(service_reason(self.name, cluster, int(j), before, after, text))
-        self.desired = self.plan[t].copy()
+            reasons.append(self.change(cluster, int(j), after, text))
         return reasons
