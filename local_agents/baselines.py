@@ -62,7 +62,7 @@ class HPAController(ServiceScaler):
                 now_s=cluster.time_s,
                 current_replicas=int(self.desired[j]),
                 ready_pods=ready,
-                usage_milli_total=round(usage_cores[j] * 1000),
+                usage_milli_total=round(usage_cores[j] * ready / max(warm[j], 1.0) * 1000),  # the ready pods' share
                 request_milli_per_pod=round(cluster.svc_cpu[j] * 1000),
                 unready_pods=int(booting[j] + warm[j] - ready),
                 missing_pods=0,

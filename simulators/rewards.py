@@ -63,10 +63,10 @@ class RewardWeights:
     def replace(self, **changes: float) -> RewardWeights:
         return RewardWeights.from_mapping({**self.as_dict(), **changes})
 
-    def describe(self) -> str:
+    def describe(self, top: int | None = None) -> str:
         """Short text for explanations, largest weights first: ``"sla 0.40 latency 0.20 cost 0.15"``."""
-        ranked = sorted(self.as_dict().items(), key=lambda kv: -kv[1])
-        return " ".join(f"{name} {value:.2f}" for name, value in ranked if value > 0)
+        ranked = [(name, value) for name, value in sorted(self.as_dict().items(), key=lambda kv: -kv[1]) if value > 0]
+        return " ".join(f"{name} {value:.2f}" for name, value in ranked[:top])
 
 
 assert [f.name for f in fields(RewardWeights)] == list(REWARD_COMPONENTS)

@@ -23,9 +23,11 @@ from rich.table import Table
 from local_agents.controllers import PLACEMENTS, parse_params
 from local_agents.registry import controller_names, make_controller
 from simulators.cluster import ROUTINGS
-from simulators.errors import ConfigError, InputError
+from simulators.errors import ConfigError, InputError, TransientError
 from simulators.metrics import RunRecorder
 from simulators.scenarios import load_scenario, traces_dir
+from tools.decision_log import DecisionLog, parse_since, rows_to_dicts
+from tools.recorder import DecisionRecorder
 
 app = typer.Typer(
     name="ama",
@@ -57,6 +59,10 @@ def sim(
     placement: Annotated[str, typer.Option(help=f"Where new replicas go: {', '.join(PLACEMENTS)}.")] = "least-loaded",
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Controller parameter KEY=VALUE (repeatable).")] = None,
     routing: Annotated[str | None, typer.Option(help=f"Load balancing: {', '.join(ROUTINGS)} (default: the scenario's).")] = None,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Record the run in this decision log (sqlite:///PATH or postgresql://...).")
+    ] = None,
+    sample_every: Annotated[int, typer.Option(min=0, help="With --db: a metric sample every N ticks (0: none).")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ) -> None:
     """Run a scenario with a local controller (default: static replicas) and print a summary of the run."""
@@ -72,6 +78,14 @@ def sim(
     cluster = loaded.make_cluster()
     ctrl.reset(cluster)
     actions = 0
+    recorder_db = None
+    if db is not None:
+        try:
+            log = DecisionLog(db, background=True, on_event=lambda line: err.print(f"[yellow]{line}[/]", highlight=False))
+        except (InputError, TransientError) as exc:
+            fail(str(exc))
+        run_id = log.start_run(loaded.name, ctrl.name, seed=loaded.spec.seed, settings={"placement": placement, "params": param or []})
+        recorder_db = DecisionRecorder(log, run_id, sample_every=sample_every)
     total = cluster.horizon if ticks is None else min(ticks, cluster.horizon)
     recorder = RunRecorder(cluster)
     gc.freeze()  # start-up objects are long-lived: keep the collector off them during the run
@@ -90,6 +104,8 @@ def sim(
             actions += len(decision.reasons)
             cluster.step(decision.targets, decision.offload)
             recorder.record()
+            if recorder_db is not None:
+                recorder_db.record_tick(cluster, decision.reasons)
             progress.advance(task)
     summary = {
         "scenario": loaded.name,
@@ -98,12 +114,48 @@ def sim(
         **recorder.summary(),
         "explained_actions": actions,
     }
+    if recorder_db is not None:
+        summary["run_id"] = recorder_db.run_id
+        recorder_db.log.end_run(recorder_db.run_id, summary)
+        recorder_db.log.close()
     if as_json:
         typer.echo(json.dumps(summary))
         return
     table = Table(title=f"{loaded.name} ({ctrl.name}, seed {loaded.spec.seed})", show_header=False)
     for key, value in summary.items():
         table.add_row(key, _fmt(value))
+    Console().print(table)
+
+
+@app.command()
+def decisions(
+    db: Annotated[str | None, typer.Option("--db", help="Decision log URL (default: $AMA_DATABASE_URL or .ama/ama.db).")] = None,
+    run: Annotated[str | None, typer.Option("--run", help="Only this run's decisions.")] = None,
+    actor: Annotated[str | None, typer.Option(help="Only this actor (hpa, kpa, oracle, marl, manager ...).")] = None,
+    since: Annotated[str | None, typer.Option(help="Only since an ISO time or an age like 15m, 2h, 1d.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only this status (proposed, approved, rejected, applied, failed, expired).")] = None,
+    node: Annotated[str | None, typer.Option(help="Only this node.")] = None,
+    service: Annotated[str | None, typer.Option(help="Only this service.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Print the decision log: who did what, when, why, and what became of it."""
+    try:
+        log = DecisionLog(db)
+        rows = log.decisions(
+            run_id=run, actor=actor, since=parse_since(since) if since else None, status=status, node=node, service=service, limit=limit
+        )
+    except (InputError, TransientError) as exc:
+        fail(str(exc))
+    if as_json:
+        for row in rows_to_dicts(rows):
+            typer.echo(json.dumps(row))
+        return
+    table = Table(title=f"decisions ({len(rows)} shown, newest first)")
+    for column in ("time", "tick", "actor", "action", "status", "explanation"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(row.created_at.strftime("%H:%M:%S"), str(row.tick), row.actor, row.action, row.status, row.explanation)
     Console().print(table)
 
 

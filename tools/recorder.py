@@ -1,0 +1,74 @@
+"""Records a run into the decision log: every explained action a controller took this tick, with the weights in
+force and whether it took effect, plus a downsampled metric sample. Called by ``ama sim --db`` and the runtime after
+each ``Cluster.step``; feeds tools.decision_log.
+
+Actions are duck-typed (anything with actor, action, service, node, before, after and text, like
+local_agents.controllers.ActionReason), so tools does not import the controllers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Protocol
+
+from simulators.cluster import Cluster
+from simulators.rewards import RewardWeights
+from simulators.snapshot import take_snapshot
+from tools.decision_log import DecisionLog
+
+
+class Explained(Protocol):
+    actor: str
+    action: str
+    service: str
+    node: str | None
+    before: int
+    after: int
+    text: str
+
+
+class DecisionRecorder:
+    """One run's writer. ``sample_every`` ticks a metric sample is taken (0: never)."""
+
+    def __init__(self, log: DecisionLog, run_id: str, weights: RewardWeights | None = None, sample_every: int = 5) -> None:
+        self.log = log
+        self.run_id = run_id
+        self.sample_every = sample_every
+        self.rows = 0
+        self.set_weights(weights or RewardWeights())
+
+    def set_weights(self, weights: RewardWeights) -> None:
+        self.weights = weights
+        self._weights_json = json.dumps(weights.as_dict())
+
+    def record_tick(self, cluster: Cluster, actions: Iterable[Explained]) -> None:
+        """After the cluster stepped: log the tick's actions (``failed`` where a node's count fell short of the
+        target, e.g. for lack of room) and, every ``sample_every`` ticks, a metric sample."""
+        tick, time_s = cluster.t, cluster.time_s
+        replicas = None
+        for a in actions:
+            status, result = "applied", None
+            if a.node is not None and a.after > a.before:
+                if replicas is None:
+                    replicas = cluster.replicas()
+                got = int(replicas[cluster.node_names.index(a.node), cluster.service_names.index(a.service)])
+                if got < a.after:
+                    status, result = "failed", {"replicas": got, "why": "the node had no room for more replicas"}
+            self.log.record(
+                self.run_id,
+                tick,
+                time_s,
+                a.actor,
+                a.action,
+                a.text,
+                node=a.node,
+                service=a.service,
+                args={"before": a.before, "after": a.after},
+                weights=self._weights_json,
+                status=status,
+                result=result,
+            )
+            self.rows += 1
+        if self.sample_every and tick % self.sample_every == 0:
+            self.log.sample(self.run_id, take_snapshot(cluster))
