@@ -2,8 +2,8 @@
 after each tick (a real backend builds the same shape from its own metrics); read by the manager's detectors, the
 decision log's metric samples, the evals' metrics and the operator console, which only ever see snapshots.
 
-Lives in simulators, the bottom layer, so that the simulator can produce it without importing the layers above;
-tools.telemetry re-exports it for the real backends.
+Lives in simulators, the bottom layer, so that the simulator can produce it without importing the layers above; a
+real backend builds the same dataclasses from its own metrics.
 """
 
 from __future__ import annotations

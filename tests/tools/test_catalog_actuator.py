@@ -173,3 +173,25 @@ def test_cli_records_a_run_and_prints_the_log(tmp_path: Path) -> None:
         [sys.executable, "-m", "ui.cli", "decisions", "--db", "mysql://nope"], capture_output=True, text=True, cwd=REPO, timeout=60
     )
     assert bad.returncode == 2 and "database URL" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_read_only_queries_answer_from_the_log_and_the_snapshot(tmp_path: Path) -> None:
+    from simulators.snapshot import take_snapshot
+    from tools.queries import run_query
+
+    c = small_cluster()
+    log = DecisionLog(f"sqlite:///{tmp_path / 'q.db'}")
+    run_id = log.start_run("small", "static")
+    for t in range(30):
+        c.step()
+        log.record(run_id, c.t, c.time_s, "hpa" if t % 2 else "kpa", "scale_up", f"step {t}", node="cloud-0", service="api")
+        log.sample(run_id, take_snapshot(c))
+    log.flush(force=True)
+    snap = take_snapshot(c)
+    assert run_query(parse_call("get_snapshot", {}), log, snap, run_id)["snapshot"]["tick"] == 30
+    assert run_query(parse_call("get_snapshot", {}), log, None, run_id) == {"error": "no snapshot yet"}
+    recent = run_query(parse_call("recent_decisions", {"limit": 5, "actor": "hpa"}), log, snap, run_id)["decisions"]
+    assert len(recent) == 5 and all(r["actor"] == "hpa" for r in recent) and recent[0]["explanation"] == "step 29"
+    metrics = run_query(parse_call("get_metrics", {"last_s": 9}), log, snap, run_id)["metrics"]
+    assert [m["tick"] for m in metrics] == list(range(21, 31))
+    assert run_query(parse_call("get_metrics", {}), None, snap, run_id) == {"error": "no decision log configured"}
