@@ -451,6 +451,8 @@ class DecisionLog:
             row = session.get(Decision, decision_id)
             if row is None:
                 raise InputError(f"no decision {decision_id!r}")
+            if status in ("approved", "rejected"):
+                raise InputError(f"decision {decision_id}: approvals go through decide_approval, which records the operator")
             if status not in TRANSITIONS[row.status]:
                 raise InputError(f"decision {decision_id} is {row.status}; it cannot become {status}")
             row.status = status
@@ -475,7 +477,8 @@ class DecisionLog:
             if row.status != "proposed":
                 raise InputError(f"decision {decision_id} is {row.status}, not waiting for approval")
             row.status = verdict
-            row.approved_by = operator
+            if approve:
+                row.approved_by = operator
             row.updated_at = utcnow()
             session.add(row)
             session.add(Approval(decision_id=decision_id, operator=operator, decision=verdict, reason=reason))
