@@ -43,3 +43,33 @@ def explain_cell_change(cluster: Cluster, i: int, j: int, before: int, after: in
     if weights is not None:
         text += f"; weights {weights.describe(top=3)}"
     return text
+
+
+def _bench(nodes: int, seconds: float) -> dict[str, float]:
+    """Explanations per second for a cluster of ``nodes`` nodes x 8 services after one busy tick."""
+    import time
+
+    from simulators.bench import bench_scenario
+    from simulators.scenarios import compile_scenario
+
+    cluster = compile_scenario(bench_scenario(nodes)).make_cluster()
+    cluster.step()
+    weights = RewardWeights()
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for k in range(1000):
+            explain_cell_change(cluster, k % nodes, k % cluster.n_services, 3, 4, "marl: scale up", weights)
+        done += 1000
+    rate = done / (time.perf_counter() - start)
+    return {"nodes": nodes, "explanations_per_s": round(rate), "ms_for_every_node_once": round(nodes / rate * 1000, 2)}
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description="Explanation throughput: sentences per second for changed cells (no LLM).")
+    parser.add_argument("--nodes", type=int, default=1000, help="cluster size (default: %(default)s)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="timed seconds (default: %(default)s)")
+    cli = parser.parse_args()
+    print(json.dumps(_bench(cli.nodes, cli.seconds)))

@@ -554,18 +554,33 @@ class DecisionLog:
             return int(conn.execute(query).scalar_one())
 
 
-def _insert_sql(conn: Connection, model: type[SQLModel]) -> str:
+ROWS_PER_STATEMENT = 400
+"""Rows per multi-row INSERT: one statement step per 400 rows instead of per row (fewer round trips to PostgreSQL,
+and SQLite's B-tree work runs without the GIL for the whole chunk, so a writer thread overlaps the caller)."""
+
+
+def _insert_sql(conn: Connection, model: type[SQLModel], rows: int = 1) -> str:
     table = model.__table__  # type: ignore[attr-defined]
     marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    columns, markers = ", ".join(c.name for c in table.columns), ", ".join([marker] * len(table.columns))
+    columns = ", ".join(c.name for c in table.columns)
+    values = ", ".join([f"({', '.join([marker] * len(table.columns))})"] * rows)
     # ids are the writer's own: a row already there was written by a try that failed after its commit, so skip it
-    return f"INSERT INTO {table.name} ({columns}) VALUES ({markers}) ON CONFLICT (id) DO NOTHING"
+    return f"INSERT INTO {table.name} ({columns}) VALUES {values} ON CONFLICT (id) DO NOTHING"
 
 
 def _insert_tuples(conn: Connection, model: type[SQLModel], rows: list[tuple[Any, ...]]) -> None:
-    """executemany at the driver level of rows already in column order and stored form."""
-    if rows:
-        conn.exec_driver_sql(_insert_sql(conn, model), rows)
+    """Insert rows already in column order and stored form, ROWS_PER_STATEMENT to a statement."""
+    if not rows:
+        return
+    full, rest = divmod(len(rows), ROWS_PER_STATEMENT)
+    if full:
+        chunk_sql = _insert_sql(conn, model, ROWS_PER_STATEMENT)
+        chunks = [
+            tuple(value for row in rows[k * ROWS_PER_STATEMENT : (k + 1) * ROWS_PER_STATEMENT] for value in row) for k in range(full)
+        ]
+        conn.exec_driver_sql(chunk_sql, chunks)
+    if rest:
+        conn.exec_driver_sql(_insert_sql(conn, model, rest), [tuple(value for row in rows[full * ROWS_PER_STATEMENT :] for value in row)])
 
 
 def _bulk_insert(conn: Connection, model: type[SQLModel], rows: list[dict[str, Any]]) -> None:
