@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from simulators.cluster import Cluster
 from simulators.rewards import RewardWeights
 from simulators.snapshot import take_snapshot
+from tools.catalog import ToolArgumentError, ToolCall, parse_call
 from tools.decision_log import DecisionLog
 
 
@@ -72,3 +73,18 @@ class DecisionRecorder:
             self.rows += 1
         if self.sample_every and tick % self.sample_every == 0:
             self.log.sample(self.run_id, take_snapshot(cluster))
+
+    def record_call(self, cluster: Cluster, actor: str, name: str, arguments: dict[str, Any] | str, **state: Any) -> ToolCall | None:
+        """Validate a tool call (tools.catalog.parse_call, with ``state`` as its current_replicas / current_weights /
+        bounds). An invalid call is recorded as ``failed`` with the one-line reason and None is returned; a valid one
+        is returned for the caller to gate and apply."""
+        try:
+            return parse_call(name, arguments, **state)
+        except ToolArgumentError as exc:
+            raw = arguments if isinstance(arguments, str) else json.dumps(arguments, default=str)
+            self.log.record(
+                self.run_id, cluster.t, cluster.time_s, actor, name, f"rejected: {exc}",
+                args={"raw": raw[:2000]}, weights=self._weights_json, status="failed", result={"error": str(exc)},
+            )  # fmt: skip
+            self.rows += 1
+            return None

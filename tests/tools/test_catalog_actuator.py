@@ -195,3 +195,18 @@ def test_read_only_queries_answer_from_the_log_and_the_snapshot(tmp_path: Path) 
     metrics = run_query(parse_call("get_metrics", {"last_s": 9}), log, snap, run_id)["metrics"]
     assert [m["tick"] for m in metrics] == list(range(21, 31))
     assert run_query(parse_call("get_metrics", {}), None, snap, run_id) == {"error": "no decision log configured"}
+
+
+def test_an_invalid_call_is_rejected_and_its_reason_recorded(tmp_path: Path) -> None:
+    c = small_cluster()
+    log = DecisionLog(f"sqlite:///{tmp_path / 'calls.db'}")
+    run_id = log.start_run("small", "manager")
+    recorder = DecisionRecorder(log, run_id)
+    assert recorder.record_call(c, "manager", "scale", {"service": "api", "replicas": -3}) is None
+    valid = recorder.record_call(c, "manager", "scale", {"service": "api", "replicas": 30}, current_replicas={("api", None): 2})
+    assert valid is not None and valid.risk == "high"
+    log.flush(force=True)
+    (row,) = log.decisions(run_id=run_id)
+    assert row.status == "failed" and row.actor == "manager" and row.action == "scale"
+    assert row.explanation == "rejected: tool scale: replicas: Input should be greater than or equal to 0"
+    assert json.loads(row.args_json)["raw"] == '{"service": "api", "replicas": -3}'
