@@ -575,9 +575,7 @@ def _insert_tuples(conn: Connection, model: type[SQLModel], rows: list[tuple[Any
     full, rest = divmod(len(rows), ROWS_PER_STATEMENT)
     if full:
         chunk_sql = _insert_sql(conn, model, ROWS_PER_STATEMENT)
-        chunks = [
-            tuple(value for row in rows[k * ROWS_PER_STATEMENT : (k + 1) * ROWS_PER_STATEMENT] for value in row) for k in range(full)
-        ]
+        chunks = [tuple(value for row in rows[k * ROWS_PER_STATEMENT : (k + 1) * ROWS_PER_STATEMENT] for value in row) for k in range(full)]
         conn.exec_driver_sql(chunk_sql, chunks)
     if rest:
         conn.exec_driver_sql(_insert_sql(conn, model, rest), [tuple(value for row in rows[full * ROWS_PER_STATEMENT :] for value in row)])

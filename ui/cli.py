@@ -127,6 +127,67 @@ def sim(
     Console().print(table)
 
 
+@app.command(name="eval")
+def eval_suite(
+    suite: Annotated[str, typer.Option(help="Scenario suite: the scenarios whose 'suites' list it (smoke, standard).")] = "smoke",
+    controllers: Annotated[str, typer.Option(help=f"Comma-separated controllers: {', '.join(controller_names())}.")] = "hpa,kpa",
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per scenario (each scenario's own seed + 0 .. N-1).")] = 1,
+    out: Annotated[Path, typer.Option(help="Output folder for results.json, report.md and plots.")] = Path("out/eval"),
+    jobs: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
+    scenario: Annotated[
+        list[Path] | None, typer.Option("--scenario", "-s", help="Run these scenario files instead of a suite (repeatable).")
+    ] = None,
+    duration_s: Annotated[float | None, typer.Option(min=1, help="Cut every scenario to this many seconds (quick looks).")] = None,
+    placement: Annotated[str, typer.Option(help=f"Placement for the service-level controllers: {', '.join(PLACEMENTS)}.")] = "least-loaded",
+) -> None:
+    """Replay a suite's scripted anomalies for every controller on the same seeds; write results.json, report.md
+    and PNG plots. Exits non-zero only when a run or a scenario could not be run, not on a failed expectation."""
+    from evals.report import write_report
+    from evals.runner import plan_suite, run_suite
+
+    names = [c.strip() for c in controllers.split(",") if c.strip()]
+    try:
+        for name in names:
+            make_controller(name, placement=placement)
+        plan = plan_suite(None if scenario else suite, names, seeds, out, files=scenario, duration_s=duration_s, placement=placement)
+    except InputError as exc:
+        fail(str(exc))
+    for bad in (s for s in plan.scenarios if s["error"]):
+        err.print(f"[bold red]invalid scenario:[/] {bad['error']}", highlight=False, soft_wrap=True)
+    command = "ama " + " ".join(sys.argv[1:])
+    gc.freeze()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} runs"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    ) as progress:
+        task = progress.add_task(f"eval {suite}", total=len(plan.tasks))
+
+        def advance(record: dict) -> None:
+            progress.advance(task)
+            if record["status"] != "ok":
+                err.print(
+                    f"[bold red]failed run:[/] {record['scenario']} / {record['controller']} / seed {record['seed']}: {record['error']}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+
+        results = run_suite(plan, out, suite, names, seeds, jobs=jobs, command=command, progress=advance)
+    report = write_report(out)
+    failed = [r for r in results["runs"] if r["status"] != "ok"]
+    invalid = [s for s in plan.scenarios if s["error"]]
+    expectations = [e for r in results["runs"] for e in r["expectations"]]
+    missed = sum(not e["passed"] for e in expectations)
+    typer.echo(f"{len(results['runs'])} runs, {len(failed)} failed, {len(invalid)} invalid scenarios")
+    typer.echo(f"{missed} of {len(expectations)} expectations missed (measurements, not errors)")
+    typer.echo(f"report: {report}")
+    if failed or invalid:
+        raise typer.Exit(1)
+
+
 @app.command()
 def decisions(
     db: Annotated[str | None, typer.Option("--db", help="Decision log URL (default: $AMA_DATABASE_URL or .ama/ama.db).")] = None,

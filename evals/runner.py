@@ -1,0 +1,158 @@
+"""The eval runner: every controller on every scenario of a suite, on the same seeds, in worker processes. Called by
+``ama eval``; writes DIR/results.json (one record per run), DIR/series/*.json (downsampled time series for the
+plots), then evals.report's DIR/report.md and PNG plots.
+
+A scenario that fails validation is reported with its file and field and the others still run; a controller that
+crashes on one run is recorded as failed with its error and the rest continue. Failed expectations are results, not
+errors.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from evals.metrics import check_expectations, downsample, recovery_threshold, run_metrics
+from local_agents.registry import make_controller
+from simulators.errors import InputError
+from simulators.metrics import RunRecorder
+from simulators.scenarios import load_scenario, scenario_files
+
+
+@dataclass(frozen=True)
+class RunTask:
+    file: str
+    controller: str
+    seed: int
+    out_dir: str
+    placement: str = "least-loaded"
+    params: dict[str, str] = field(default_factory=dict)
+    duration_s: float | None = None
+
+
+@dataclass
+class SuitePlan:
+    """What a suite run will do: valid scenarios with their seeds, and the invalid ones with their errors."""
+
+    scenarios: list[dict[str, Any]]
+    tasks: list[RunTask]
+
+
+def plan_suite(
+    suite: str | None,
+    controllers: Sequence[str],
+    seeds: int,
+    out_dir: Path,
+    files: Sequence[Path] | None = None,
+    duration_s: float | None = None,
+    placement: str = "least-loaded",
+) -> SuitePlan:
+    """Validate the suite's scenarios and list the runs: each controller on each valid scenario, seeds
+    ``scenario.seed + k`` for k < ``seeds``, so every controller sees the same arrivals."""
+    paths = list(files) if files is not None else scenario_files(suite)
+    if not paths:
+        raise InputError(f"suite {suite!r} has no scenarios (scenario files list their suites under 'suites:')")
+    scenarios, tasks = [], []
+    for path in paths:
+        try:
+            scenario = load_scenario(path, duration_s=duration_s)
+        except InputError as exc:
+            scenarios.append({"name": path.stem, "file": str(path), "error": str(exc), "threshold": None})
+            continue
+        scenarios.append({"name": scenario.name, "file": str(path), "error": None, "threshold": recovery_threshold(scenario.spec.expect)})
+        for controller in controllers:
+            for k in range(seeds):
+                tasks.append(RunTask(str(path), controller, scenario.spec.seed + k, str(out_dir), placement, {}, duration_s))
+    return SuitePlan(scenarios, tasks)
+
+
+def run_one(task: RunTask) -> dict[str, Any]:
+    """One controller on one scenario and seed; never raises (a failure is a record with its error)."""
+    started = time.perf_counter()
+    record: dict[str, Any] = {"file": task.file, "controller": task.controller, "seed": task.seed, "scenario": Path(task.file).stem}
+    try:
+        scenario = load_scenario(task.file, seed=task.seed, duration_s=task.duration_s)
+        record["scenario"] = scenario.name
+        cluster = scenario.make_cluster()
+        controller = make_controller(task.controller, task.params, task.placement, task.seed)
+        controller.reset(cluster)
+        recorder = RunRecorder(cluster, keep_series=True)
+        explained = 0
+        for _ in range(cluster.horizon):
+            decision = controller.act(cluster)
+            explained += len(decision.reasons)
+            cluster.step(decision.targets, decision.offload)
+            recorder.record()
+        threshold = recovery_threshold(scenario.spec.expect)
+        metrics = run_metrics(recorder, scenario.events, threshold, explained)
+        series_name = f"series/{scenario.name}__{task.controller}__{task.seed}.json"
+        _write_series(Path(task.out_dir) / series_name, recorder, scenario)
+        record.update(status="ok", error=None, metrics=metrics, series_file=series_name)
+        record["expectations"] = check_expectations(metrics, scenario.spec.expect, task.controller)
+    except Exception as exc:  # a crashing controller is a failed run, recorded; the suite goes on
+        where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        at = f" (at {Path(where.filename).name}:{where.lineno})" if where else ""
+        record.update(status="failed", error=f"{type(exc).__name__}: {exc}{at}", metrics=None, expectations=[], series_file=None)
+    record["wall_s"] = round(time.perf_counter() - started, 3)
+    return record
+
+
+def _write_series(path: Path, recorder: RunRecorder, scenario: Any) -> None:
+    keys = ("arrivals_rps", "served_rps", "replicas", "p95_ms", "violation_rate", "cost_per_h", "power_w")
+    data: dict[str, Any] = downsample({k: recorder.series[k] for k in keys}, recorder.cluster.tick_s)
+    data["slo_ms"] = float(recorder.cluster.slo_ms.min())
+    tick_s = recorder.cluster.tick_s
+    data["events"] = [
+        {"type": e.type, "label": e.label, "start_s": e.at_tick * tick_s, "end_s": None if e.end_tick is None else e.end_tick * tick_s}
+        for e in scenario.events
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+def run_suite(
+    plan: SuitePlan,
+    out_dir: Path,
+    suite: str,
+    controllers: Sequence[str],
+    seeds: int,
+    jobs: int = 1,
+    command: str = "",
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run every task (``jobs`` worker processes; 1 runs them here), write results.json and return it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records: list[dict[str, Any]] = []
+    if jobs <= 1:
+        for task in plan.tasks:
+            records.append(run_one(task))
+            if progress:
+                progress(records[-1])
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(run_one, task) for task in plan.tasks]
+            for future in as_completed(futures):
+                records.append(future.result())
+                if progress:
+                    progress(records[-1])
+    order = {(t.file, t.controller, t.seed): k for k, t in enumerate(plan.tasks)}
+    records.sort(key=lambda r: order[(r["file"], r["controller"], r["seed"])])
+    results = {
+        "suite": suite,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command,
+        "controllers": list(controllers),
+        "seeds": list(range(seeds)),
+        "seed_rule": "each scenario runs at its own seed + k for every k in seeds",
+        "scenarios": plan.scenarios,
+        "runs": records,
+    }
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1))
+    return results
