@@ -16,7 +16,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/ama sim --scenario evals/scenarios/spike-then-failure.yaml
+	$(BIN)/ama demo --out out/demo
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -127,6 +127,43 @@ def sim(
     Console().print(table)
 
 
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the demo's decision log and eval report.")] = Path("out/demo"),
+) -> None:
+    """The end-to-end demo so far: a spike and a node failure handled by Knative's KPA with every action explained in
+    the decision log, then the smoke suite replayed for HPA, KPA and the clairvoyant bound with a report."""
+    out.mkdir(parents=True, exist_ok=True)
+    db = f"sqlite:///{(out / 'demo.db').resolve()}"
+    scenario = Path(__file__).resolve().parents[1] / "evals" / "scenarios" / "spike-then-failure.yaml"
+    Console().rule("1. spike-then-failure under Knative's KPA, recorded in the decision log")
+    sim(
+        scenario=scenario,
+        controller="kpa",
+        db=db,
+        sample_every=5,
+        seed=None,
+        ticks=None,
+        placement="least-loaded",
+        param=None,
+        routing=None,
+        as_json=False,
+    )
+    Console().rule("2. the last decisions, with their explanations")
+    decisions(db=db, run=None, actor=None, since=None, status=None, node=None, service=None, limit=8, as_json=False)
+    Console().rule("3. the smoke suite: HPA, KPA and the clairvoyant bound on the same seeds")
+    eval_suite(
+        suite="smoke",
+        controllers="hpa,kpa,oracle",
+        seeds=1,
+        out=out / "eval",
+        jobs=2,
+        scenario=None,
+        duration_s=None,
+        placement="least-loaded",
+    )
+
+
 @app.command(name="eval")
 def eval_suite(
     suite: Annotated[str, typer.Option(help="Scenario suite: the scenarios whose 'suites' list it (smoke, standard).")] = "smoke",
