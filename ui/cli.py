@@ -44,6 +44,17 @@ def _root() -> None:
     """AMA: an LLM-planned hierarchical control plane for elastic compute clusters."""
 
 
+def progress_bar(unit: str) -> Progress:
+    """A progress bar on stderr (only when it is a terminal), counting ``unit``."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn(f"{{task.completed}}/{{task.total}} {unit}"),
+        TimeRemainingColumn(),
+    )
+    return Progress(*columns, console=err, transient=True, disable=not err.is_terminal)
+
+
 def fail(message: str) -> NoReturn:
     """One line on stderr, exit code 2: the shape of every user-fixable error."""
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
@@ -89,15 +100,7 @@ def sim(
     total = cluster.horizon if ticks is None else min(ticks, cluster.horizon)
     recorder = RunRecorder(cluster)
     gc.freeze()  # start-up objects are long-lived: keep the collector off them during the run
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} ticks"),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    ) as progress:
+    with progress_bar("ticks") as progress:
         task = progress.add_task(f"sim {loaded.name}", total=total)
         for _ in range(total):
             decision = ctrl.act(cluster)
@@ -193,14 +196,7 @@ def eval_suite(
         err.print(f"[bold red]invalid scenario:[/] {bad['error']}", highlight=False, soft_wrap=True)
     command = "ama " + " ".join(sys.argv[1:])
     gc.freeze()
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} runs"),
-        TimeRemainingColumn(),
-        console=err,
-        disable=not err.is_terminal,
-    ) as progress:
+    with progress_bar("runs") as progress:
         task = progress.add_task(f"eval {suite}", total=len(plan.tasks))
 
         def advance(record: dict) -> None:
