@@ -3,11 +3,12 @@ future arrival and every tick's work, it keeps, per service, the fewest replicas
 simulator's own queueing model (``simulators.cluster.waiting_tail``), started a cold start ahead and stopped as soon
 as they are not needed. Its cost is the reference that online controllers are reported against.
 
-Each tick's need is the smallest replica count ``k`` whose cells, packed as densely as the largest node allows
-(``k`` replicas in ``ceil(k / per_node)`` cells of M/M/c), keep the share of requests over the SLO at or below
-``max_violation``; the oracle places with ``pack`` (onto the node already running the most of the service) so
-that its cells are that large. Network
-latency is that of the largest node's tier. It does not foresee node failures or stragglers, and does not offload.
+Each tick's need is the smallest replica count ``k`` whose cells keep the share of requests over the SLO at or below
+``max_violation``, with the ``k`` replicas spread evenly over the nodes that can hold them (``min(k, nodes)`` cells
+of M/M/c), as the cluster's default least-loaded scheduler spreads them for every other controller: the bound is
+on what foresight buys, not on a better scheduler. Network latency is that of the slowest tier that can hold the
+service, so the plan holds wherever a replica lands. It does not foresee node failures or stragglers, and does not
+offload.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ class OracleSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     max_violation: float = Field(0.01, gt=0, lt=1)
     """Largest share of a tick's requests allowed over the SLO."""
-    placement: str = "pack"
-    """Where replicas go; pack pools a service's replicas in as few nodes as fit them, as the need assumes."""
+    placement: str = "least-loaded"
+    """Where replicas go; least-loaded spreads them, as the need assumes."""
 
     @classmethod
     def from_params(cls, params: dict[str, str]) -> OracleSettings:
@@ -41,14 +42,14 @@ def replicas_needed(
     service_ms: np.ndarray,
     slack_ms: float,
     concurrency: float,
-    per_node: int,
+    nodes: int,
     max_replicas: int,
     max_violation: float,
 ) -> np.ndarray:
     """Fewest replicas per tick (T,) meeting the SLO for arrival rates (T,) and service times (T,) ms; max_replicas
     where even that is not enough, 0 where nothing arrives."""
     k = np.arange(1, max(max_replicas, 1) + 1, dtype=np.float64)[None, :]  # (1, K)
-    cells = np.ceil(k / max(per_node, 1))
+    cells = np.minimum(k, max(nodes, 1))
     servers = k / cells * concurrency
     lam = arrivals_per_s[:, None] / cells  # per cell, per s
     ms = service_ms[:, None]
@@ -76,18 +77,19 @@ class OracleController(ServiceScaler):
         """Replicas to have at each tick (T, S): the need over the next cold-start time, so they are warm in time."""
         on = cluster.state == NODE_ON
         speed = float(cluster.speed[on].mean()) if on.any() else 1.0
-        empty_room = np.where(on[:, None], cluster.room(np.zeros_like(cluster.warm)), 0.0)
+        can_hold = on[:, None] & (cluster.room(np.zeros_like(cluster.warm)) > 0)
         arrivals = cluster.workload.arrivals / cluster.tick_s
         plan = np.zeros_like(arrivals)
         for j in range(cluster.n_services):
             service_ms = cluster.work_ms[j] * cluster.workload.work_scale[:, j] / speed
-            largest = int(np.argmax(empty_room[:, j]))
+            hosts = np.flatnonzero(can_hold[:, j])
+            slowest_ms = float(cluster.tier_latency_ms[hosts].max()) if hosts.size else float(cluster.tier_latency_ms.max())
             need = replicas_needed(
                 arrivals[:, j],
                 service_ms,
-                float(cluster.slo_ms[j] - cluster.tier_latency_ms[largest]),
+                float(cluster.slo_ms[j]) - slowest_ms,
                 float(cluster.concurrency[j]),
-                int(empty_room[largest, j]),
+                int(hosts.size),
                 int(cluster.max_replicas[j]),
                 self.settings.max_violation,
             )
