@@ -35,6 +35,13 @@ class NodeTelemetry:
     queue: float
     served_rps: float
     violation_rate: float
+    mean_latency_ms: float
+    """Mean latency of the requests this node served in the tick (0 when it served none)."""
+    network_ms: float
+    """Client round trip to this node (its tier's latency plus any degradation), as RTT probes measure it."""
+    slowness: float
+    """How long this node takes to process a request, relative to the median node running the same service
+    (1.0 = typical; a real backend measures it from handler durations)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,8 @@ def take_snapshot(cluster: Cluster) -> ClusterSnapshot:
     node_served = o.served.sum(1)
     node_finished = finished.sum(1)
     node_viol = np.divide(o.violations.sum(1), node_finished, out=np.zeros(c.n_nodes), where=node_finished > 0)
+    node_latency = np.divide((o.latency_ms * o.served).sum(1), node_served, out=np.zeros(c.n_nodes), where=node_served > 0)
+    node_slowness = _slowness(c)
     svc_finished = finished.sum(0)
     svc_viol = np.divide(o.violations.sum(0), svc_finished, out=np.zeros(c.n_services), where=svc_finished > 0)
     svc_served = o.served.sum(0)
@@ -139,6 +148,9 @@ def take_snapshot(cluster: Cluster) -> ClusterSnapshot:
             queue=float(c.queue[i].sum()),
             served_rps=float(node_served[i] / tick),
             violation_rate=float(node_viol[i]),
+            mean_latency_ms=float(node_latency[i]),
+            network_ms=float(c.tier_latency_ms[i] + c.net_extra_ms[i]),
+            slowness=float(node_slowness[i]),
         )
         for i in range(c.n_nodes)
     )
@@ -177,6 +189,20 @@ def take_snapshot(cluster: Cluster) -> ClusterSnapshot:
         nodes_failed=int((c.state == NODE_FAILED).sum()),
         active_anomalies=tuple(describe_event(c, e) for e in c.active),
     )
+
+
+def _slowness(c: Cluster) -> np.ndarray:
+    """Per node: the mean over its warm services of its processing time over the median node's for that service."""
+    running = c.warm > 0
+    if not running.any():
+        return np.ones(c.n_nodes)
+    service_ms = c.service_ms()
+    masked = np.where(running, service_ms, np.nan)
+    with np.errstate(all="ignore"):
+        typical = np.nanmedian(np.where(running.any(0), masked, 1.0), axis=0) if running.any() else np.ones(c.n_services)
+    ratio = np.where(running, service_ms / np.where(np.isnan(typical), 1.0, typical), 0.0)
+    count = running.sum(1)
+    return np.divide(ratio.sum(1), count, out=np.ones(c.n_nodes), where=count > 0)
 
 
 def describe_event(cluster: Cluster, event: Any) -> dict[str, Any]:

@@ -1,0 +1,287 @@
+"""Deterministic anomaly detectors. Fed every ClusterSnapshot by the manager's observe/detect step (and by
+evals.detection to score them against the scenarios' injected anomalies); they feed the diagnosis with Anomaly
+records: the type, what it concerns, since when, and one sentence of evidence with the numbers.
+
+They read only what a real backend also sees — request rates, latencies, replica counts, node health and prices —
+never the simulator's injected slowdowns or delays:
+
+- ``traffic_spike``: a service's arrival rate above its slow EWMA baseline by a factor and by several EWMA deviations,
+  for a few ticks in a row (the baseline freezes while the spike lasts).
+- ``node_failure``: a node reports failed (health checks).
+- ``straggler``: a node processes requests several times slower than the median node running the same services
+  (handler durations: queueing from load or placement does not count), for a few ticks.
+- ``network_degradation``: the median client round trip to a tier's nodes (RTT probes) rises above its baseline by an
+  absolute and a relative margin, for a few ticks.
+- ``cold_start_storm``: many warm replicas turn into booting ones in one tick (mass eviction or a rollout) while the
+  booting count rises by as many, with no node failing.
+- ``price_change``: a powered node's price per hour changes (billing API) — reported per tier with the factor.
+- ``slo_breach``: the cluster's SLA-violation rate stays over the threshold with no other anomaly active — the
+  catch-all the diagnosis must explain.
+
+Each detector is edge-triggered: an anomaly is reported once when it starts and is ``active`` until it clears.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+from simulators.snapshot import ClusterSnapshot
+
+ANOMALY_TYPES = ("traffic_spike", "node_failure", "straggler", "network_degradation", "cold_start_storm", "price_change", "slo_breach")
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    spike_factor: float = 1.5
+    """Arrivals at least this many times the baseline ..."""
+    spike_deviations: float = 4.0
+    """... and this many EWMA absolute deviations above it."""
+    spike_min_rps: float = 5.0
+    """... and at least this many requests per second more (a service waking from zero is not a spike)."""
+    baseline_half_life_s: float = 120.0
+    warmup_s: float = 60.0
+    """Baselines learn for this long before anything is reported."""
+    confirm_ticks: int = 3
+    """Consecutive ticks a condition must hold before it is reported."""
+    clear_ticks: int = 10
+    straggler_slowness: float = 2.0
+    """A node processing requests this many times slower than the median node is a straggler."""
+    degradation_ms: float = 20.0
+    degradation_share: float = 0.3
+    """A tier's median round trip rising by both this many ms and this share over its baseline is a degradation."""
+    storm_replicas: int = 4
+    storm_share: float = 0.2
+    """Warm replicas turning to booting in one tick: at least this many and this share of the warm ones."""
+    breach_rate: float = 0.05
+    breach_ticks: int = 30
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    type: str
+    target: str
+    """A service, a node (or comma-separated nodes) or a tier."""
+    since_s: float
+    evidence: str
+    severity: float = 1.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {"type": self.type, "target": self.target, "since_s": self.since_s, "evidence": self.evidence, "severity": self.severity}
+
+
+@dataclass
+class _Ewma:
+    mean: float | None = None
+    deviation: float = 0.0
+
+    def update(self, value: float, alpha: float) -> None:
+        if self.mean is None:
+            self.mean, self.deviation = value, 0.0
+            return
+        self.deviation += alpha * (abs(value - self.mean) - self.deviation)
+        self.mean += alpha * (value - self.mean)
+
+
+@dataclass
+class _Condition:
+    """Debounces a boolean signal: on after ``confirm`` ticks true, off after ``clear`` ticks false."""
+
+    streak: int = 0
+    quiet: int = 0
+    active: bool = False
+
+    def step(self, true: bool, confirm: int, clear: int) -> bool:
+        """Returns True on the tick the condition becomes active."""
+        if true:
+            self.streak, self.quiet = self.streak + 1, 0
+            if not self.active and self.streak >= confirm:
+                self.active = True
+                return True
+        else:
+            self.streak, self.quiet = 0, self.quiet + 1
+            if self.active and self.quiet >= clear:
+                self.active = False
+        return False
+
+
+@dataclass
+class Detectors:
+    """All detectors with their state. ``observe`` returns the anomalies that started at this snapshot."""
+
+    settings: DetectorSettings = field(default_factory=DetectorSettings)
+    active: dict[tuple[str, str], Anomaly] = field(default_factory=dict)
+    _arrivals: dict[str, _Ewma] = field(default_factory=dict)
+    _tier_latency: dict[str, _Ewma] = field(default_factory=dict)
+    _conditions: dict[tuple[str, str], _Condition] = field(default_factory=dict)
+    _failed: set[str] = field(default_factory=set)
+    _prices: dict[str, float] = field(default_factory=dict)
+    _last_warm: int | None = None
+    _last_booting: int = 0
+    _last_time: float | None = None
+    _start_s: float | None = None
+
+    def observe(self, snap: ClusterSnapshot) -> list[Anomaly]:
+        dt = 1.0 if self._last_time is None else max(snap.time_s - self._last_time, 1e-9)
+        self._last_time = snap.time_s
+        if self._start_s is None:
+            self._start_s = snap.time_s
+        warming_up = snap.time_s - self._start_s < self.settings.warmup_s
+        alpha = 1.0 - 0.5 ** (dt / self.settings.baseline_half_life_s)
+        started = []
+        started += self._spikes(snap, alpha)
+        started += self._failures(snap)
+        started += self._stragglers_and_network(snap, alpha)
+        started += self._storm(snap)
+        started += self._prices_changed(snap)
+        started += self._breach(snap)
+        if warming_up:
+            return []
+        for anomaly in started:
+            if anomaly.type != "price_change":  # a price change is a one-off event, not a state that clears
+                self.active[(anomaly.type, anomaly.target)] = anomaly
+        return started
+
+    def _debounced(self, kind: str, target: str, true: bool) -> bool:
+        condition = self._conditions.setdefault((kind, target), _Condition())
+        was_active = condition.active
+        fired = condition.step(true, self.settings.confirm_ticks, self.settings.clear_ticks)
+        if was_active and not condition.active:
+            self.active.pop((kind, target), None)
+        return fired
+
+    def _spikes(self, snap: ClusterSnapshot, alpha: float) -> list[Anomaly]:
+        s, found = self.settings, []
+        for service in snap.services:
+            ewma = self._arrivals.setdefault(service.name, _Ewma())
+            rate = service.arrivals_rps
+            base = ewma.mean
+            spiking = (
+                base is not None
+                and rate > s.spike_factor * max(base, 1e-9)
+                and rate - base > max(s.spike_deviations * max(ewma.deviation, 0.05 * base), s.spike_min_rps)
+            )
+            if self._debounced("traffic_spike", service.name, spiking) and base is not None:
+                found.append(
+                    Anomaly(
+                        "traffic_spike",
+                        service.name,
+                        snap.time_s,
+                        f"{service.name}: {rate:.0f} req/s against a baseline of {base:.0f} req/s ({rate / max(base, 1e-9):.1f}x)",
+                        rate / max(base, 1e-9),
+                    )
+                )
+            if not self._conditions[("traffic_spike", service.name)].active and not spiking:
+                ewma.update(rate, alpha)  # the baseline learns only from normal traffic
+        return found
+
+    def _failures(self, snap: ClusterSnapshot) -> list[Anomaly]:
+        failed = {n.name for n in snap.nodes if n.state == "failed"}
+        new = sorted(failed - self._failed)
+        for name in self._failed - failed:
+            self.active.pop(("node_failure", name), None)
+        self._failed = failed
+        return [Anomaly("node_failure", name, snap.time_s, f"{name} reports failed; its replicas and queue are gone") for name in new]
+
+    def _stragglers_and_network(self, snap: ClusterSnapshot, alpha: float) -> list[Anomaly]:
+        s, found = self.settings, []
+        tiers: dict[str, list[float]] = {}
+        for node in snap.nodes:
+            if node.state != "on":
+                continue
+            tiers.setdefault(node.tier, []).append(node.network_ms)
+            slow = node.served_rps > 0 and node.slowness >= s.straggler_slowness
+            if self._debounced("straggler", node.name, slow):
+                found.append(
+                    Anomaly(
+                        "straggler",
+                        node.name,
+                        snap.time_s,
+                        f"{node.name} processes requests {node.slowness:.1f}x slower than the median node running the same services",
+                        node.slowness,
+                    )
+                )
+        for tier, rtts in tiers.items():
+            median = statistics.median(rtts)
+            ewma = self._tier_latency.setdefault(tier, _Ewma())
+            base = ewma.mean
+            degraded = base is not None and median > base + s.degradation_ms and median > base * (1.0 + s.degradation_share)
+            if self._debounced("network_degradation", tier, degraded) and base is not None:
+                found.append(
+                    Anomaly(
+                        "network_degradation",
+                        tier,
+                        snap.time_s,
+                        f"{tier} tier round trip {median:.0f} ms against a baseline of {base:.0f} ms",
+                        median / max(base, 1e-9),
+                    )
+                )
+            if not self._conditions[("network_degradation", tier)].active and not degraded:
+                ewma.update(median, alpha)
+        return found
+
+    def _storm(self, snap: ClusterSnapshot) -> list[Anomaly]:
+        s = self.settings
+        warm = sum(x.replicas_warm for x in snap.services)
+        booting = sum(x.replicas_booting for x in snap.services)
+        evicted = 0 if self._last_warm is None else self._last_warm - warm
+        restarted = booting - self._last_booting
+        self._last_warm, self._last_booting = warm, booting
+        newly_failed = any(n.state == "failed" for n in snap.nodes) and bool(self._failed)
+        storm = (
+            evicted >= s.storm_replicas
+            and evicted >= s.storm_share * (warm + evicted)
+            and restarted >= 0.8 * evicted  # they came back as booting: evicted, not scaled down
+            and not newly_failed
+        )
+        condition = self._conditions.setdefault(("cold_start_storm", "cluster"), _Condition())
+        fired = condition.step(storm, 1, s.clear_ticks)
+        if not condition.active:
+            self.active.pop(("cold_start_storm", "cluster"), None)
+        if not fired:
+            return []
+        return [
+            Anomaly(
+                "cold_start_storm",
+                "cluster",
+                snap.time_s,
+                f"{evicted} warm replicas became cold at once ({booting} booting now) with no node failing",
+                evicted / max(warm + evicted, 1),
+            )
+        ]
+
+    def _prices_changed(self, snap: ClusterSnapshot) -> list[Anomaly]:
+        changed: dict[str, list[float]] = {}
+        for node in snap.nodes:
+            if node.node_cost_per_h <= 0:
+                continue
+            old = self._prices.get(node.name)
+            self._prices[node.name] = node.node_cost_per_h
+            if old is not None and abs(node.node_cost_per_h - old) > 1e-9 * max(old, 1.0):
+                changed.setdefault(node.tier, []).append(node.node_cost_per_h / old)
+        found = []
+        for tier, factors in changed.items():
+            factor = statistics.median(factors)
+            found.append(
+                Anomaly("price_change", tier, snap.time_s, f"{tier} node prices changed x{factor:.2f} on {len(factors)} node(s)", factor)
+            )
+        return found
+
+    def _breach(self, snap: ClusterSnapshot) -> list[Anomaly]:
+        s = self.settings
+        explained = any(kind != "slo_breach" for kind, _ in self.active)
+        breaching = snap.violation_rate > s.breach_rate and not explained
+        condition = self._conditions.setdefault(("slo_breach", "cluster"), _Condition())
+        fired = condition.step(breaching, s.breach_ticks, s.clear_ticks)
+        if not condition.active:
+            self.active.pop(("slo_breach", "cluster"), None)
+        if not fired:
+            return []
+        return [
+            Anomaly(
+                "slo_breach",
+                "cluster",
+                snap.time_s,
+                f"{snap.violation_rate:.0%} of requests over their SLO for {s.breach_ticks} ticks with no known cause",
+            )
+        ]
