@@ -51,7 +51,7 @@ def _targets(scenario: Scenario, e: Event) -> set[str]:
         return {scenario.config.services[j].name for j in e.services}
     if e.type in ("node_failure", "straggler"):
         return {n.name for n in nodes}
-    if e.type in ("network_degradation", "price_change"):
+    if e.type in ("network_degradation", "price_change", "cold_start_storm"):
         return {n.tier for n in nodes} & set(TIERS)
     return {"cluster"}
 

@@ -12,8 +12,8 @@ never the simulator's injected slowdowns or delays:
   (handler durations: queueing from load or placement does not count), for a few ticks.
 - ``network_degradation``: the median client round trip to a tier's nodes (RTT probes) rises above its baseline by an
   absolute and a relative margin, for a few ticks.
-- ``cold_start_storm``: many warm replicas turn into booting ones in one tick (mass eviction or a rollout) while the
-  booting count rises by as many, with no node failing.
+- ``cold_start_storm``: in one tier, many warm replicas turn into booting ones in one tick (mass eviction or a
+  rollout) while the booting count rises by as many, with no node failing.
 - ``price_change``: a powered node's price per hour changes (billing API) — reported per tier with the factor.
 - ``slo_breach``: the cluster's SLA-violation rate stays over the threshold with no other anomaly active — the
   catch-all the diagnosis must explain.
@@ -35,7 +35,7 @@ ANOMALY_TYPES = ("traffic_spike", "node_failure", "straggler", "network_degradat
 class DetectorSettings:
     spike_factor: float = 1.5
     """Arrivals at least this many times the baseline ..."""
-    spike_deviations: float = 4.0
+    spike_deviations: float = 6.0
     """... and this many EWMA absolute deviations above it."""
     spike_min_rps: float = 5.0
     """... and at least this many requests per second more (a service waking from zero is not a spike)."""
@@ -116,8 +116,8 @@ class Detectors:
     _conditions: dict[tuple[str, str], _Condition] = field(default_factory=dict)
     _failed: set[str] = field(default_factory=set)
     _prices: dict[str, float] = field(default_factory=dict)
-    _last_warm: int | None = None
-    _last_booting: int = 0
+    _tier_replicas: dict[str, tuple[int, int]] = field(default_factory=dict)
+    _failed_before: set[str] = field(default_factory=set)
     _last_time: float | None = None
     _start_s: float | None = None
 
@@ -221,34 +221,32 @@ class Detectors:
         return found
 
     def _storm(self, snap: ClusterSnapshot) -> list[Anomaly]:
-        s = self.settings
-        warm = sum(x.replicas_warm for x in snap.services)
-        booting = sum(x.replicas_booting for x in snap.services)
-        evicted = 0 if self._last_warm is None else self._last_warm - warm
-        restarted = booting - self._last_booting
-        self._last_warm, self._last_booting = warm, booting
-        newly_failed = any(n.state == "failed" for n in snap.nodes) and bool(self._failed)
-        storm = (
-            evicted >= s.storm_replicas
-            and evicted >= s.storm_share * (warm + evicted)
-            and restarted >= 0.8 * evicted  # they came back as booting: evicted, not scaled down
-            and not newly_failed
-        )
-        condition = self._conditions.setdefault(("cold_start_storm", "cluster"), _Condition())
-        fired = condition.step(storm, 1, s.clear_ticks)
-        if not condition.active:
-            self.active.pop(("cold_start_storm", "cluster"), None)
-        if not fired:
-            return []
-        return [
-            Anomaly(
-                "cold_start_storm",
-                "cluster",
-                snap.time_s,
-                f"{evicted} warm replicas became cold at once ({booting} booting now) with no node failing",
-                evicted / max(warm + evicted, 1),
+        s, found = self.settings, []
+        failing = any(n.state == "failed" for n in snap.nodes if n.name not in self._failed_before)
+        self._failed_before = {n.name for n in snap.nodes if n.state == "failed"}
+        tiers: dict[str, list[int]] = {}
+        for node in snap.nodes:
+            counts = tiers.setdefault(node.tier, [0, 0])
+            counts[0] += sum(node.replicas.values())
+            counts[1] += sum(node.booting.values())
+        for tier, (warm, booting) in tiers.items():
+            last_warm, last_booting = self._tier_replicas.get(tier, (warm, booting))
+            self._tier_replicas[tier] = (warm, booting)
+            evicted, restarted = last_warm - warm, booting - last_booting
+            storm = (
+                evicted >= s.storm_replicas
+                and evicted >= s.storm_share * last_warm
+                and restarted >= 0.8 * evicted  # they came back as booting: evicted, not scaled down
+                and not failing
             )
-        ]
+            condition = self._conditions.setdefault(("cold_start_storm", tier), _Condition())
+            fired = condition.step(storm, 1, s.clear_ticks)
+            if not condition.active:
+                self.active.pop(("cold_start_storm", tier), None)
+            if fired:
+                evidence = f"{evicted} warm replicas on the {tier} tier became cold at once ({booting} booting now) with no node failing"
+                found.append(Anomaly("cold_start_storm", tier, snap.time_s, evidence, evicted / max(last_warm, 1)))
+        return found
 
     def _prices_changed(self, snap: ClusterSnapshot) -> list[Anomaly]:
         changed: dict[str, list[float]] = {}
