@@ -1,0 +1,264 @@
+"""The manager graph: ``observe -> detect -> diagnose -> plan -> guard -> propose -> gate -> apply -> record``, a
+LangGraph StateGraph with JSON-only state, compiled with a durable checkpointer (SQLite by default) and one thread
+per incident. Built by the runtime (manager.loop) and the tests; invoked with a snapshot and the anomalies the
+detectors just reported, it feeds the actuator (new reward weights, low-risk actions at once, high-risk actions
+after an operator's approval) and the decision log (every step, with its explanation).
+
+Side effects live only in ``propose`` (recording the proposals an operator must see), ``apply`` and ``record``;
+``gate`` only calls ``interrupt()``, because LangGraph re-runs an interrupted node from its start on resume. The
+runtime resumes a paused incident with ``Command(resume={decision_id: "approved" | "rejected" | "expired"})``
+once the decision log has an answer; ``apply`` uses request ids derived from the incident, and the actuator is
+idempotent per request id, so an action is applied once even if ``apply`` runs again after a crash.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypedDict
+
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import interrupt
+
+from manager.guard import WeightBounds, guard
+from manager.planners import Planner, RulePlanner
+from manager.state import Diagnosis, GuardedPlan, Proposal
+from simulators.errors import AmaError
+from simulators.rewards import RewardWeights
+from tools.actuator import Actuator
+from tools.catalog import RiskBounds, parse_call
+from tools.decision_log import DecisionLog
+
+PRIORITY = ("node_failure", "traffic_spike", "cold_start_storm", "network_degradation", "straggler", "price_change", "slo_breach")
+"""Which anomaly a plan answers first when several are in force."""
+
+
+class ManagerState(TypedDict, total=False):
+    incident_id: str
+    run_id: str
+    tick: int
+    time_s: float
+    snapshot: dict[str, Any]
+    anomalies: list[dict[str, Any]]
+    weights: dict[str, float]
+    reward_stats: dict[str, dict[str, float]]
+    current_replicas: list[list[Any]]
+    """[[service, node or None, replicas], ...] (JSON has no tuple keys)."""
+    diagnosis: dict[str, Any]
+    proposal: dict[str, Any]
+    plan: dict[str, Any]
+    proposed: dict[str, dict[str, Any]]
+    """decision id -> the high-risk call waiting for an operator."""
+    verdicts: dict[str, str]
+    applied: list[dict[str, Any]]
+    notes: list[str]
+
+
+@dataclass
+class ManagerContext:
+    """What the nodes act with (not state: none of it is JSON or checkpointed)."""
+
+    planner: Planner
+    actuator: Actuator
+    log: DecisionLog | None = None
+    fallback: Planner | None = None
+    """Used when the planner fails (the rule planner for the LLM planner)."""
+    bounds: WeightBounds | None = None
+    risk: RiskBounds | None = None
+    on_weights: Callable[[RewardWeights, float | None, str], None] | None = None
+
+
+def build_graph(context: ManagerContext, checkpoint_path: str | Path | None = None) -> Any:
+    """The compiled manager graph; with ``checkpoint_path`` its state survives restarts (SQLite checkpointer)."""
+    nodes = _Nodes(context)
+    graph = StateGraph(ManagerState)
+    for name in ("observe", "detect", "diagnose", "plan", "guard", "propose", "gate", "apply", "record"):
+        graph.add_node(name, getattr(nodes, name))
+    graph.add_edge(START, "observe")
+    graph.add_edge("observe", "detect")
+    graph.add_conditional_edges("detect", lambda s: "diagnose" if s.get("anomalies") else END, ["diagnose", END])
+    for a, b in (
+        ("diagnose", "plan"),
+        ("plan", "guard"),
+        ("guard", "propose"),
+        ("propose", "gate"),
+        ("gate", "apply"),
+        ("apply", "record"),
+    ):
+        graph.add_edge(a, b)
+    graph.add_edge("record", END)
+    return graph.compile(checkpointer=sqlite_checkpointer(checkpoint_path) if checkpoint_path else None)
+
+
+def sqlite_checkpointer(path: str | Path) -> SqliteSaver:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return SqliteSaver(sqlite3.connect(str(path), check_same_thread=False))
+
+
+class _Nodes:
+    def __init__(self, context: ManagerContext) -> None:
+        self.c = context
+
+    def observe(self, state: ManagerState) -> dict[str, Any]:
+        snapshot = state.get("snapshot") or {}
+        return {
+            "tick": int(snapshot.get("tick", state.get("tick", 0))),
+            "time_s": float(snapshot.get("time_s", state.get("time_s", 0.0))),
+            "notes": [],
+        }
+
+    def detect(self, state: ManagerState) -> dict[str, Any]:
+        return {"anomalies": [a for a in state.get("anomalies", []) if a.get("type") in PRIORITY]}
+
+    def diagnose(self, state: ManagerState) -> dict[str, Any]:
+        anomalies = sorted(state["anomalies"], key=lambda a: PRIORITY.index(a["type"]))
+        primary = anomalies[0]["type"]
+        targets = sorted({a["target"] for a in anomalies if a["type"] == primary})
+        snapshot = state.get("snapshot") or {}
+        summary = "; ".join(a["evidence"] for a in anomalies)
+        diagnosis = Diagnosis(
+            incident_id=state["incident_id"],
+            primary=primary,
+            targets=targets,
+            anomalies=anomalies,
+            summary=f"{primary.replace('_', ' ')} on {', '.join(targets)}: {summary}"[:2000],
+            violation_rate=float(snapshot.get("violation_rate", 0.0)),
+            cost_per_h=float(snapshot.get("cost_per_h", 0.0)),
+        )
+        return {"diagnosis": diagnosis.model_dump(mode="json")}
+
+    def plan(self, state: ManagerState) -> dict[str, Any]:
+        diagnosis = Diagnosis.model_validate(state["diagnosis"])
+        weights = RewardWeights.from_mapping(state.get("weights") or RewardWeights().as_dict())
+        args = (diagnosis, weights, state.get("reward_stats") or {}, state.get("snapshot") or {})
+        notes = list(state.get("notes", []))
+        try:
+            proposal = self.c.planner.plan(*args)
+        except AmaError as exc:
+            fallback = self.c.fallback or RulePlanner()
+            notes.append(f"{self.c.planner.name} planner failed ({exc}); used the {fallback.name} planner")
+            proposal = fallback.plan(*args)
+        return {"proposal": proposal.model_dump(mode="json"), "notes": notes}
+
+    def guard(self, state: ManagerState) -> dict[str, Any]:
+        proposal = Proposal.model_validate(state["proposal"])
+        weights = RewardWeights.from_mapping(state.get("weights") or RewardWeights().as_dict())
+        replicas = {(s, n): int(r) for s, n, r in state.get("current_replicas", [])}
+        plan = guard(proposal, weights, self.c.bounds or WeightBounds(), self.c.risk or RiskBounds(), replicas)
+        return {"plan": plan.model_dump(mode="json"), "notes": [*state.get("notes", []), *plan.notes]}
+
+    def propose(self, state: ManagerState) -> dict[str, Any]:
+        """Record each high-risk call as a proposed decision an operator can approve (the only side effect before
+        the gate; it runs once, its result is checkpointed before the gate pauses)."""
+        plan = GuardedPlan.model_validate(state["plan"])
+        proposed: dict[str, dict[str, Any]] = {}
+        for k, call in enumerate(plan.high_risk):
+            explanation = f"{call['explanation']} — waiting for an operator: {call['risk_reason']}. {self._why(state)}"
+            decision_id = self._record(
+                state,
+                call["name"],
+                explanation,
+                call["arguments"],
+                risk="high",
+                status="proposed",
+                request=f"{state['incident_id']}:high:{k}",
+            )
+            proposed[decision_id or f"{state['incident_id']}:high:{k}"] = call
+        if proposed and self.c.log is not None:
+            self.c.log.flush(force=True)  # an operator must see them before the gate pauses
+        return {"proposed": proposed}
+
+    def gate(self, state: ManagerState) -> dict[str, Any]:
+        if not state.get("proposed"):
+            return {"verdicts": {}}
+        verdicts = interrupt({"incident_id": state["incident_id"], "waiting_for": sorted(state["proposed"])})
+        return {"verdicts": dict(verdicts or {})}
+
+    def apply(self, state: ManagerState) -> dict[str, Any]:
+        plan = GuardedPlan.model_validate(state["plan"])
+        incident = state["incident_id"]
+        applied = []
+        if plan.weights is not None:
+            call = parse_call("set_reward_weights", {"weights": plan.weights, "expires_in_s": plan.expires_in_s})
+            result = self.c.actuator.apply(call, f"{incident}:weights")
+            applied.append(
+                {"name": call.name, "arguments": call.args_dict(), "explanation": call.explanation, "via": "weights", **result.as_dict()}
+            )
+            if result.ok and self.c.on_weights is not None:
+                self.c.on_weights(RewardWeights.from_mapping(plan.weights), plan.expires_in_s, incident)
+        for k, raw in enumerate(plan.low_risk):
+            applied.append(self._apply_call(raw, f"{incident}:low:{k}", "low"))
+        verdicts = state.get("verdicts", {})
+        for decision_id, raw in state.get("proposed", {}).items():
+            verdict = verdicts.get(decision_id, "expired")
+            if verdict == "approved":
+                outcome = self._apply_call(raw, f"{incident}:approved:{decision_id}", "approved")
+                applied.append(outcome)
+                self._set_status(decision_id, "applied" if outcome["ok"] else "failed", outcome)
+            elif verdict == "expired":
+                self._set_status(decision_id, "expired", None)
+        return {"applied": applied}
+
+    def record(self, state: ManagerState) -> dict[str, Any]:
+        proposal = Proposal.model_validate(state["proposal"])
+        for outcome in state.get("applied", []):
+            if outcome["via"] == "approved":
+                continue  # its proposed decision was moved to applied or failed in apply
+            explanation = f"{outcome['explanation']}: {outcome['detail']}. {self._why(state)} {proposal.explanation}"
+            self._record(
+                state,
+                outcome["name"],
+                explanation,
+                outcome["arguments"],
+                risk="low",
+                status="applied" if outcome["ok"] else "failed",
+                request=outcome["request_id"],
+            )
+        for note in state.get("notes", []):
+            self._record(state, "note", note, {}, risk="low", status="applied", request=None)
+        if self.c.log is not None:
+            self.c.log.flush(force=True)
+        return {}
+
+    # ------------------------------------------------------------------------------------------ helpers
+    def _apply_call(self, raw: dict[str, Any], request_id: str, via: str) -> dict[str, Any]:
+        call = parse_call(raw["name"], raw["arguments"])
+        result = self.c.actuator.apply(call, request_id)
+        return {"name": call.name, "arguments": call.args_dict(), "explanation": call.explanation, "via": via, **result.as_dict()}
+
+    def _why(self, state: ManagerState) -> str:
+        diagnosis = state.get("diagnosis") or {}
+        return f"Incident {state['incident_id']}: {diagnosis.get('summary', '')}".strip()
+
+    def _record(
+        self, state: ManagerState, action: str, explanation: str, args: dict[str, Any], risk: str, status: str, request: str | None
+    ) -> str | None:
+        if self.c.log is None or not state.get("run_id"):
+            return None
+        return self.c.log.record(
+            state["run_id"], state.get("tick", 0), state.get("time_s", 0.0), "manager", action, explanation[:4000],
+            args=args, weights=state.get("weights"), risk=risk, status=status, request_id=request, incident_id=state["incident_id"],
+        )  # fmt: skip
+
+    def _set_status(self, decision_id: str, status: str, outcome: dict[str, Any] | None) -> None:
+        if self.c.log is None:
+            return
+        row = self.c.log.decision(decision_id)
+        if row is not None and row.status != status:  # the runtime may already have expired it
+            self.c.log.set_status(decision_id, status, result=outcome)
+
+
+def verdicts_from_log(log: DecisionLog, decision_ids: list[str]) -> dict[str, str] | None:
+    """The operator's answers to an incident's proposals, once every one is answered (approved, rejected or
+    expired in the log); None while any is still waiting."""
+    verdicts = {}
+    for decision_id in decision_ids:
+        row = log.decision(decision_id)
+        if row is None or row.status == "proposed":
+            return None
+        verdicts[decision_id] = row.status
+    return verdicts
