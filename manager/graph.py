@@ -1,11 +1,13 @@
-"""The manager graph: ``observe -> detect -> diagnose -> plan -> guard -> propose -> gate -> apply -> record``, a
+"""The manager graph: ``observe -> detect -> diagnose -> plan -> guard -> apply -> propose -> gate -> apply_approved
+-> record``, a
 LangGraph StateGraph with JSON-only state, compiled with a durable checkpointer (SQLite by default) and one thread
 per incident. Built by the runtime (manager.loop) and the tests; invoked with a snapshot and the anomalies the
 detectors just reported, it feeds the actuator (new reward weights, low-risk actions at once, high-risk actions
 after an operator's approval) and the decision log (every step, with its explanation).
 
-Side effects live only in ``propose`` (recording the proposals an operator must see), ``apply`` and ``record``;
-``gate`` only calls ``interrupt()``, because LangGraph re-runs an interrupted node from its start on resume. The
+Side effects live only in ``apply`` (the low-risk part, at once: a pending approval does not hold back what needs
+none), ``propose`` (recording the proposals an operator must see), ``apply_approved`` and ``record``; ``gate`` only
+calls ``interrupt()``, because LangGraph re-runs an interrupted node from its start on resume. The
 runtime resumes a paused incident with ``Command(resume={decision_id: "approved" | "rejected" | "expired"})``
 once the decision log has an answer; ``apply`` uses request ids derived from the incident, and the actuator is
 idempotent per request id, so an action is applied once even if ``apply`` runs again after a crash.
@@ -75,7 +77,7 @@ def build_graph(context: ManagerContext, checkpoint_path: str | Path | None = No
     """The compiled manager graph; with ``checkpoint_path`` its state survives restarts (SQLite checkpointer)."""
     nodes = _Nodes(context)
     graph = StateGraph(ManagerState)
-    for name in ("observe", "detect", "diagnose", "plan", "guard", "propose", "gate", "apply", "record"):
+    for name in ("observe", "detect", "diagnose", "plan", "guard", "apply", "propose", "gate", "apply_approved", "record"):
         graph.add_node(name, getattr(nodes, name))
     graph.add_edge(START, "observe")
     graph.add_edge("observe", "detect")
@@ -83,10 +85,11 @@ def build_graph(context: ManagerContext, checkpoint_path: str | Path | None = No
     for a, b in (
         ("diagnose", "plan"),
         ("plan", "guard"),
-        ("guard", "propose"),
+        ("guard", "apply"),
+        ("apply", "propose"),
         ("propose", "gate"),
-        ("gate", "apply"),
-        ("apply", "record"),
+        ("gate", "apply_approved"),
+        ("apply_approved", "record"),
     ):
         graph.add_edge(a, b)
     graph.add_edge("record", END)
@@ -179,24 +182,39 @@ class _Nodes:
         return {"verdicts": dict(verdicts or {})}
 
     def apply(self, state: ManagerState) -> dict[str, Any]:
+        """The low-risk part at once (weights and low-risk calls), logged as it happens: a pending approval does not
+        hold back what needs none."""
         plan = GuardedPlan.model_validate(state["plan"])
         incident = state["incident_id"]
         applied = []
         if plan.weights is not None:
             call = parse_call("set_reward_weights", {"weights": plan.weights, "expires_in_s": plan.expires_in_s})
             result = self.c.actuator.apply(call, f"{incident}:weights")
-            applied.append(
-                {"name": call.name, "arguments": call.args_dict(), "explanation": call.explanation, "via": "weights", **result.as_dict()}
-            )
+            applied.append({"name": call.name, "arguments": call.args_dict(), "explanation": call.explanation, **result.as_dict()})
             if result.ok and self.c.on_weights is not None:
                 self.c.on_weights(RewardWeights.from_mapping(plan.weights), plan.expires_in_s, incident)
         for k, raw in enumerate(plan.low_risk):
-            applied.append(self._apply_call(raw, f"{incident}:low:{k}", "low"))
+            applied.append(self._apply_call(raw, f"{incident}:low:{k}"))
+        proposal = Proposal.model_validate(state["proposal"])
+        for outcome in applied:
+            explanation = f"{outcome['explanation']}: {outcome['detail']}. {self._why(state)} {proposal.explanation}"
+            status = "applied" if outcome["ok"] else "failed"
+            self._record(
+                state, outcome["name"], explanation, outcome["arguments"], risk="low", status=status, request=outcome["request_id"]
+            )
+        if self.c.log is not None:
+            self.c.log.flush(force=True)
+        return {"applied": applied}
+
+    def apply_approved(self, state: ManagerState) -> dict[str, Any]:
+        """After the gate: approved calls run (request ids from the incident and decision, so once), the others are
+        left rejected or marked expired; each proposed decision gets its outcome."""
         verdicts = state.get("verdicts", {})
+        applied = list(state.get("applied", []))
         for decision_id, raw in state.get("proposed", {}).items():
             verdict = verdicts.get(decision_id, "expired")
             if verdict == "approved":
-                outcome = self._apply_call(raw, f"{incident}:approved:{decision_id}", "approved")
+                outcome = self._apply_call(raw, f"{state['incident_id']}:approved:{decision_id}")
                 applied.append(outcome)
                 self._set_status(decision_id, "applied" if outcome["ok"] else "failed", outcome)
             elif verdict == "expired":
@@ -204,20 +222,6 @@ class _Nodes:
         return {"applied": applied}
 
     def record(self, state: ManagerState) -> dict[str, Any]:
-        proposal = Proposal.model_validate(state["proposal"])
-        for outcome in state.get("applied", []):
-            if outcome["via"] == "approved":
-                continue  # its proposed decision was moved to applied or failed in apply
-            explanation = f"{outcome['explanation']}: {outcome['detail']}. {self._why(state)} {proposal.explanation}"
-            self._record(
-                state,
-                outcome["name"],
-                explanation,
-                outcome["arguments"],
-                risk="low",
-                status="applied" if outcome["ok"] else "failed",
-                request=outcome["request_id"],
-            )
         for note in state.get("notes", []):
             self._record(state, "note", note, {}, risk="low", status="applied", request=None)
         if self.c.log is not None:
@@ -225,10 +229,10 @@ class _Nodes:
         return {}
 
     # ------------------------------------------------------------------------------------------ helpers
-    def _apply_call(self, raw: dict[str, Any], request_id: str, via: str) -> dict[str, Any]:
+    def _apply_call(self, raw: dict[str, Any], request_id: str) -> dict[str, Any]:
         call = parse_call(raw["name"], raw["arguments"])
         result = self.c.actuator.apply(call, request_id)
-        return {"name": call.name, "arguments": call.args_dict(), "explanation": call.explanation, "via": via, **result.as_dict()}
+        return {"name": call.name, "arguments": call.args_dict(), "explanation": call.explanation, **result.as_dict()}
 
     def _why(self, state: ManagerState) -> str:
         diagnosis = state.get("diagnosis") or {}

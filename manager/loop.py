@@ -1,0 +1,200 @@
+"""The runtime: the two loops together. Called by ``ama run`` and ``ama demo``; steps the simulated cluster, lets the
+local controller act every tick, feeds every snapshot to the anomaly detectors, and runs the manager graph when an
+anomaly starts (one incident, one graph thread) or every ``review_every`` ticks while anomalies are in force. It
+resumes incidents paused at the approval gate once the decision log holds an operator's answer (or their deadline
+passed, which expires them), reverts weight changes when they expire, and logs everything.
+
+Restarts: the graph's threads live in a SQLite checkpoint and the proposals in the decision log, so a runtime
+started again on the same checkpoint and database picks up the incidents still waiting at the gate and applies an
+approved action once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from langgraph.types import Command
+
+from local_agents.registry import make_controller
+from manager.anomalies import Detectors
+from manager.graph import ManagerContext, build_graph, verdicts_from_log
+from manager.guard import WeightSchedule
+from manager.planners import Planner, RulePlanner
+from simulators.metrics import RunRecorder
+from simulators.rewards import RewardWeights
+from simulators.scenarios import load_scenario
+from simulators.snapshot import take_snapshot
+from tools.decision_log import DecisionLog
+from tools.recorder import DecisionRecorder
+from tools.sim_actuator import SimActuator
+
+
+@dataclass
+class RuntimeSettings:
+    scenario: Path
+    """Scenario file to run."""
+    controller: str = "kpa"
+    """Local controller (any name of local_agents.registry)."""
+    manager: str = "rule"
+    """``rule``, ``llm`` (falls back to rule on any failure) or ``off``."""
+    seed: int | None = None
+    ticks: int | None = None
+    """Stop after this many ticks (default: the whole scenario)."""
+    review_every: int = 60
+    """Ticks between reviews of an incident still in force."""
+    approval_timeout_s: float = 600.0
+    """Simulated seconds a proposal waits for an operator before it expires."""
+    auto_approve: str | None = None
+    """Operator name that approves every proposal at once (demo mode); None waits for a real operator."""
+    checkpoints: Path = Path(".ama/checkpoints.db")
+    """The graph's durable state (SQLite)."""
+    sample_every: int = 5
+
+
+@dataclass
+class Runtime:
+    settings: RuntimeSettings
+    log: DecisionLog
+    planner: Planner | None = None
+    on_tick: Callable[[int], None] | None = None
+    events: list[str] = field(default_factory=list)
+    """One line per manager event (incident opened, proposal waiting, approved, applied, reverted)."""
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.scenario = load_scenario(s.scenario, seed=s.seed)
+        self.cluster = self.scenario.make_cluster()
+        self.controller = make_controller(s.controller, seed=self.scenario.spec.seed)
+        self.controller.reset(self.cluster)
+        self.run_id = self.log.start_run(self.scenario.name, self.controller.name, manager=s.manager, seed=self.scenario.spec.seed)
+        self.recorder = DecisionRecorder(self.log, self.run_id, sample_every=s.sample_every)
+        self.metrics = RunRecorder(self.cluster)
+        self.detectors = Detectors()
+        self.schedule = WeightSchedule(RewardWeights())
+        self.actuator = SimActuator(self.cluster)
+        context = ManagerContext(
+            planner=self.planner or RulePlanner(),
+            actuator=self.actuator,
+            log=self.log,
+            fallback=RulePlanner(),
+            on_weights=self._weights_applied,
+        )
+        self.graph = build_graph(context, s.checkpoints) if s.manager != "off" else None
+        self.waiting: dict[str, tuple[list[str], float]] = self._paused_incidents()
+        """incident id -> (its proposed decision ids, the simulated time they expire)."""
+        self.open_incidents: dict[tuple[str, str], str] = {}
+
+    # ------------------------------------------------------------------------------------------ loop
+    def run(self) -> dict[str, Any]:
+        total = self.cluster.horizon if self.settings.ticks is None else min(self.settings.ticks, self.cluster.horizon)
+        for _ in range(total):
+            self.tick()
+            if self.on_tick:
+                self.on_tick(self.cluster.t)
+        summary = {
+            "run_id": self.run_id,
+            "scenario": self.scenario.name,
+            "controller": self.controller.name,
+            "manager": self.settings.manager,
+        }
+        summary.update(self.metrics.summary())
+        summary["incidents_waiting"] = sorted(self.waiting)
+        self.log.end_run(self.run_id, summary)
+        self.log.flush(force=True)
+        return summary
+
+    def tick(self) -> None:
+        c = self.cluster
+        decision = self.controller.act(c)
+        c.step(decision.targets, decision.offload)
+        self.metrics.record()
+        self.recorder.record_tick(c, decision.reasons)
+        reverted = self.schedule.due(c.time_s)
+        if reverted is not None:
+            self.actuator.weights = reverted
+            self._set_weights(reverted, "the change expired")
+        if self.graph is None:
+            return
+        snapshot = take_snapshot(c)
+        started = self.detectors.observe(snapshot)
+        for anomaly in started:
+            key = (anomaly.type, anomaly.target)
+            self.open_incidents[key] = f"inc-{uuid.uuid4().hex[:10]}"
+        if started:
+            incident = self.open_incidents[(started[0].type, started[0].target)]
+            self._run_incident(incident, snapshot)
+        elif self.detectors.active and not self.waiting and c.t % self.settings.review_every == 0:  # review, unless one waits
+            self._run_incident(f"inc-{uuid.uuid4().hex[:10]}", snapshot)
+        self._resume_answered(c.time_s)
+
+    # ------------------------------------------------------------------------------------------ incidents
+    def _run_incident(self, incident: str, snapshot: Any) -> None:
+        assert self.graph is not None
+        replicas = [[s.name, None, s.replicas_warm + s.replicas_booting] for s in snapshot.services]
+        state = {
+            "incident_id": incident,
+            "run_id": self.run_id,
+            "snapshot": snapshot.to_dict(),
+            "anomalies": [a.as_dict() for a in self.detectors.active.values()],
+            "weights": self.schedule.current.as_dict(),
+            "current_replicas": replicas,
+        }
+        config = {"configurable": {"thread_id": incident}}
+        result = self.graph.invoke(state, config)
+        self.events.append(f"t={snapshot.time_s:.0f}s incident {incident}: {result.get('diagnosis', {}).get('summary', '')[:160]}")
+        paused = self.graph.get_state(config)
+        if paused.next == ("gate",):
+            ids = sorted(paused.values.get("proposed", {}))
+            self.waiting[incident] = (ids, snapshot.time_s + self.settings.approval_timeout_s)
+            self.events.append(f"t={snapshot.time_s:.0f}s incident {incident}: waiting for an operator on {', '.join(ids)}")
+            if self.settings.auto_approve:
+                for decision_id in ids:
+                    self.log.decide_approval(
+                        decision_id, self.settings.auto_approve, approve=True, reason="demo mode approves automatically"
+                    )
+
+    def _resume_answered(self, now_s: float) -> None:
+        assert self.graph is not None
+        for incident, (ids, deadline) in list(self.waiting.items()):
+            if now_s >= deadline:
+                for decision_id in ids:
+                    row = self.log.decision(decision_id)
+                    if row is not None and row.status == "proposed":
+                        self.log.set_status(
+                            decision_id, "expired", result={"why": f"no operator answer within {self.settings.approval_timeout_s:g} s"}
+                        )
+            verdicts = verdicts_from_log(self.log, ids)
+            if verdicts is None:
+                continue
+            self.graph.invoke(Command(resume=verdicts), {"configurable": {"thread_id": incident}})
+            del self.waiting[incident]
+            self.events.append(f"t={now_s:.0f}s incident {incident}: resumed with {', '.join(f'{k} {v}' for k, v in verdicts.items())}")
+
+    def _paused_incidents(self) -> dict[str, tuple[list[str], float]]:
+        """Incidents left waiting at the gate by an earlier runtime (their proposals still in the log)."""
+        if self.graph is None:
+            return {}
+        waiting: dict[str, tuple[list[str], float]] = {}
+        for row in self.log.decisions(actor="manager", status="proposed", limit=1000):
+            if row.incident_id is None:
+                continue
+            state = self.graph.get_state({"configurable": {"thread_id": row.incident_id}})
+            if state.next == ("gate",):
+                ids, _ = waiting.get(row.incident_id, ([], 0.0))
+                waiting[row.incident_id] = (sorted({*ids, row.id}), row.time_s + self.settings.approval_timeout_s)
+        return waiting
+
+    # ------------------------------------------------------------------------------------------ weights
+    def _weights_applied(self, weights: RewardWeights, expires_in_s: float | None, incident: str) -> None:
+        self.schedule.apply(weights, expires_in_s, self.cluster.time_s, incident)
+        self._set_weights(weights, f"incident {incident}")
+
+    def _set_weights(self, weights: RewardWeights, why: str) -> None:
+        self.recorder.set_weights(weights)
+        if hasattr(self.controller, "weights"):
+            self.controller.weights = weights
+        self.events.append(f"t={self.cluster.time_s:.0f}s weights {weights.describe(top=3)} ({why})")

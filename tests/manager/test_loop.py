@@ -1,0 +1,95 @@
+"""The runtime: anomalies open incidents, the manager rewrites weights at once and waits for an operator on
+high-impact actions; a runtime killed while an approval is pending is started again, the operator approves, and the
+action is applied exactly once; unanswered proposals expire."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from manager.loop import Runtime, RuntimeSettings
+from simulators.cluster import NODE_BOOTING, NODE_ON
+from simulators.scenarios import SCENARIO_DIR
+from tools.decision_log import DecisionLog
+
+SPIKE = """\
+name: spike-with-spare-nodes
+seed: 4
+duration_s: 400
+cluster:
+  nodes:
+    - {prefix: cloud, count: 6, tier: cloud, cpus: 8, mem_gb: 32, boot_s: 30, "on": 4}
+services:
+  - {name: api, work_ms: 40, slo_ms: 300, min_replicas: 2, max_replicas: 64, initial_replicas: 8}
+workload:
+  - {service: api, type: poisson, rps: 100}
+events:
+  - {at_s: 120, type: traffic_spike, service: api, factor: 4, duration_s: 200}
+"""
+
+
+def settings(tmp_path: Path, **extra: object) -> RuntimeSettings:
+    path = tmp_path / "spike.yaml"
+    path.write_text(SPIKE)
+    return RuntimeSettings(scenario=path, controller="kpa", checkpoints=tmp_path / "checkpoints.db", **extra)  # type: ignore[arg-type]
+
+
+def test_a_spike_rewrites_the_weights_and_proposes_nodes_for_approval(tmp_path: Path) -> None:
+    log = DecisionLog(f"sqlite:///{tmp_path / 'log.db'}")
+    runtime = Runtime(settings(tmp_path, ticks=200), log)
+    summary = runtime.run()
+    rows = log.decisions(run_id=runtime.run_id, actor="manager", limit=1000)
+    weights = [r for r in rows if r.action == "set_reward_weights"]
+    assert weights and weights[-1].status == "applied" and "traffic spike on api" in weights[-1].explanation
+    assert runtime.schedule.current.sla > 0.4
+    (proposal,) = [r for r in rows if r.action == "add_nodes"]
+    assert proposal.status == "proposed" and proposal.risk == "high"
+    assert summary["incidents_waiting"] == [proposal.incident_id]
+    assert (runtime.cluster.state == NODE_BOOTING).sum() == 0  # nothing runs without an approval
+
+
+def test_restart_while_waiting_then_approval_applies_the_action_once(tmp_path: Path) -> None:
+    log = DecisionLog(f"sqlite:///{tmp_path / 'log.db'}")
+    first = Runtime(settings(tmp_path, ticks=200), log)
+    first.run()
+    (proposal,) = log.pending_approvals()
+    del first  # the runtime dies with the approval pending
+
+    second = Runtime(settings(tmp_path, ticks=50), DecisionLog(f"sqlite:///{tmp_path / 'log.db'}"))
+    assert proposal.incident_id in second.waiting
+    second.log.decide_approval(proposal.id, "alice", approve=True, reason="spike is real")
+    second.run()
+    row = second.log.decision(proposal.id)
+    assert row is not None and row.status == "applied" and row.approved_by == "alice"
+    assert (second.cluster.state == NODE_BOOTING).sum() + (second.cluster.state == NODE_ON).sum() > 4
+    assert proposal.incident_id not in second.waiting
+    applied = [r for r in second.log.decisions(actor="manager", limit=1000) if r.action == "add_nodes" and r.status == "applied"]
+    assert len(applied) == 1
+
+
+def test_unanswered_proposals_expire(tmp_path: Path) -> None:
+    log = DecisionLog(f"sqlite:///{tmp_path / 'log.db'}")
+    runtime = Runtime(settings(tmp_path, approval_timeout_s=60.0), log)
+    runtime.run()
+    rows = [r for r in log.decisions(actor="manager", limit=1000) if r.action == "add_nodes"]
+    expired = [r for r in rows if r.status == "expired"]
+    assert expired and all("no operator answer within 60 s" in (r.result_json or "") for r in expired)
+    assert {r.status for r in rows} <= {"expired", "proposed"}  # a later review may propose again; nothing ran
+    assert (runtime.cluster.state == NODE_BOOTING).sum() == 0 and (runtime.cluster.state == NODE_ON).sum() == 4
+
+
+def test_demo_mode_approves_and_applies(tmp_path: Path) -> None:
+    log = DecisionLog(f"sqlite:///{tmp_path / 'log.db'}")
+    runtime = Runtime(settings(tmp_path, auto_approve="demo"), log)
+    runtime.run()
+    (row,) = [r for r in log.decisions(actor="manager", limit=1000) if r.action == "add_nodes"]
+    assert row.status == "applied" and row.approved_by == "demo"
+    assert (runtime.cluster.state == NODE_ON).sum() > 4
+
+
+def test_manager_off_only_runs_the_local_controller(tmp_path: Path) -> None:
+    log = DecisionLog(f"sqlite:///{tmp_path / 'log.db'}")
+    runtime = Runtime(
+        RuntimeSettings(scenario=SCENARIO_DIR / "traffic-spike-small.yaml", manager="off", ticks=100, checkpoints=tmp_path / "c.db"), log
+    )
+    runtime.run()
+    assert log.decisions(actor="manager") == []
