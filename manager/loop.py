@@ -87,6 +87,7 @@ class Runtime:
         self.waiting: dict[str, tuple[list[str], float]] = self._paused_incidents()
         """incident id -> (its proposed decision ids, the simulated time they expire)."""
         self.open_incidents: dict[tuple[str, str], str] = {}
+        self._planned_for: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------------------------------ loop
     def run(self) -> dict[str, Any]:
@@ -127,12 +128,20 @@ class Runtime:
         if started:
             incident = self.open_incidents[(started[0].type, started[0].target)]
             self._run_incident(incident, snapshot)
-        elif self.detectors.active and not self.waiting and c.t % self.settings.review_every == 0:  # review, unless one waits
+        elif self._due_for_review(c.t):
             self._run_incident(f"inc-{uuid.uuid4().hex[:10]}", snapshot)
         self._resume_answered(c.time_s)
 
     # ------------------------------------------------------------------------------------------ incidents
+    def _due_for_review(self, tick: int) -> bool:
+        """Every review_every ticks while anomalies are in force, unless an incident waits for an operator or the
+        anomalies in force are the ones the last plan already answered."""
+        if not self.detectors.active or self.waiting or tick % self.settings.review_every:
+            return False
+        return set(self.detectors.active) != self._planned_for
+
     def _run_incident(self, incident: str, snapshot: Any) -> None:
+        self._planned_for = set(self.detectors.active)
         assert self.graph is not None
         replicas = [[s.name, None, s.replicas_warm + s.replicas_booting] for s in snapshot.services]
         state = {
@@ -179,9 +188,14 @@ class Runtime:
         if self.graph is None:
             return {}
         waiting: dict[str, tuple[list[str], float]] = {}
-        for row in self.log.decisions(actor="manager", status="proposed", limit=1000):
-            if row.incident_id is None:
-                continue
+        rows = [
+            r
+            for status in ("proposed", "approved", "rejected", "expired")
+            for r in self.log.decisions(actor="manager", status=status, limit=1000)
+        ]
+        for row in rows:
+            if row.incident_id is None or row.risk != "high":
+                continue  # answered while no runtime was up: still to be resumed if its thread waits at the gate
             state = self.graph.get_state({"configurable": {"thread_id": row.incident_id}})
             if state.next == ("gate",):
                 ids, _ = waiting.get(row.incident_id, ([], 0.0))

@@ -132,29 +132,26 @@ def sim(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for the demo's decision log and eval report.")] = Path("out/demo"),
+    out: Annotated[Path, typer.Option(help="Folder for the demo's decision log, checkpoints and eval report.")] = Path("out/demo"),
 ) -> None:
-    """The end-to-end demo so far: a spike and a node failure handled by Knative's KPA with every action explained in
-    the decision log, then the smoke suite replayed for HPA, KPA and the clairvoyant bound with a report."""
+    """The full-stack demo: a spike and a node failure handled by Knative's KPA under the rule manager, which
+    rewrites the reward weights and asks to add nodes (approved automatically in demo mode), every step explained
+    in the decision log; then the same scenario under HPA alone for comparison, and the smoke suite's report."""
     out.mkdir(parents=True, exist_ok=True)
+    scenarios = Path(__file__).resolve().parents[1] / "evals" / "scenarios"
+    scenario = scenarios / "demo-spike-failure.yaml"
     db = f"sqlite:///{(out / 'demo.db').resolve()}"
-    scenario = Path(__file__).resolve().parents[1] / "evals" / "scenarios" / "spike-then-failure.yaml"
-    Console().rule("1. spike-then-failure under Knative's KPA, recorded in the decision log")
-    sim(
-        scenario=scenario,
-        controller="kpa",
-        db=db,
-        sample_every=5,
-        seed=None,
-        ticks=None,
-        placement="least-loaded",
-        param=None,
-        routing=None,
-        as_json=False,
-    )
-    Console().rule("2. the last decisions, with their explanations")
-    decisions(db=db, run=None, actor=None, since=None, status=None, node=None, service=None, limit=8, as_json=False)
-    Console().rule("3. the smoke suite: HPA, KPA and the clairvoyant bound on the same seeds")
+    console = Console()
+    console.rule("1. demo-spike-failure: KPA on every node, the rule manager above it (demo operator approves)")
+    run(scenario=scenario, manager="rule", controller="kpa", db=db, checkpoints=out / "checkpoints.db", seed=None, ticks=None,
+        speed=0.0, approval_timeout_s=600.0, auto_approve="demo", as_json=False)  # fmt: skip
+    console.rule("2. what the manager did, and why")
+    decisions(db=db, run=None, actor="manager", since=None, status=None, node=None, service=None, limit=12, as_json=False)
+    console.rule("3. the same scenario under HPA alone, and KPA alone")
+    for name in ("hpa", "kpa"):
+        sim(scenario=scenario, controller=name, db=None, sample_every=5, seed=None, ticks=None, placement="least-loaded", param=None,
+            routing=None, as_json=False)  # fmt: skip
+    console.rule("4. the smoke suite: HPA, KPA and the clairvoyant bound on the same seeds")
     eval_suite(
         suite="smoke",
         controllers="hpa,kpa,oracle",
@@ -165,6 +162,111 @@ def demo(
         duration_s=None,
         placement="least-loaded",
     )
+
+
+@app.command()
+def run(
+    scenario: Annotated[Path, typer.Option("--scenario", "-s", help="Scenario YAML file.")],
+    manager: Annotated[str, typer.Option(help="Manager planner: rule, llm (falls back to rule on failure) or off.")] = "rule",
+    controller: Annotated[str, typer.Option("--controller", "-c", help=f"Local controller: {', '.join(controller_names())}.")] = "kpa",
+    db: Annotated[str | None, typer.Option("--db", help="Decision log URL (default: $AMA_DATABASE_URL or .ama/ama.db).")] = None,
+    checkpoints: Annotated[Path, typer.Option(help="The manager graph's durable state (SQLite file).")] = Path(".ama/checkpoints.db"),
+    seed: Annotated[int | None, typer.Option(help="Random seed (default: the scenario's).")] = None,
+    ticks: Annotated[int | None, typer.Option(min=1, help="Stop after this many ticks.")] = None,
+    speed: Annotated[float, typer.Option(min=0, help="Simulated seconds per wall second (0: as fast as possible).")] = 0.0,
+    approval_timeout_s: Annotated[float, typer.Option(min=1, help="Simulated seconds a proposal waits for an operator.")] = 600.0,
+    auto_approve: Annotated[str | None, typer.Option(help="Approve every proposal as this operator (demo mode).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+) -> None:
+    """Run the control plane on a scenario: the local controller every tick, the manager on anomalies, approvals
+    from the decision log (ama approve / ama reject, or the console). Safe to kill and start again."""
+    import time
+
+    from manager.llm import LLMPlanner, LLMSettings
+    from manager.loop import Runtime, RuntimeSettings
+
+    if manager not in ("rule", "llm", "off"):
+        fail(f"unknown manager {manager!r}; choose rule, llm or off")
+    try:
+        make_controller(controller)
+        log = DecisionLog(db, on_event=lambda line: err.print(f"[yellow]{line}[/]", highlight=False))
+        settings = RuntimeSettings(
+            scenario=scenario, controller=controller, manager=manager, seed=seed, ticks=ticks,
+            approval_timeout_s=approval_timeout_s, auto_approve=auto_approve, checkpoints=checkpoints,
+        )  # fmt: skip
+        runtime = Runtime(settings, log, planner=LLMPlanner(LLMSettings.from_env()) if manager == "llm" else None)
+    except (InputError, TransientError) as exc:
+        fail(str(exc))
+    started = time.monotonic()
+    printed = 0
+    gc.freeze()
+    with progress_bar("ticks") as progress:
+        task = progress.add_task(f"run {runtime.scenario.name}", total=runtime.settings.ticks or runtime.cluster.horizon)
+
+        def each_tick(t: int) -> None:
+            nonlocal printed
+            progress.advance(task)
+            for line in runtime.events[printed:]:
+                err.print(line, highlight=False, soft_wrap=True)
+            printed = len(runtime.events)
+            if speed > 0:
+                time.sleep(max(0.0, started + t * runtime.cluster.tick_s / speed - time.monotonic()))
+
+        runtime.on_tick = each_tick
+        summary = runtime.run()
+    log.close()
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    table = Table(title=f"{runtime.scenario.name} ({controller} + {manager} manager)", show_header=False)
+    for key, value in summary.items():
+        table.add_row(key, _fmt(value) if not isinstance(value, list) else ", ".join(value) or "-")
+    Console().print(table)
+
+
+@app.command()
+def approvals(
+    db: Annotated[str | None, typer.Option("--db", help="Decision log URL (default: $AMA_DATABASE_URL or .ama/ama.db).")] = None,
+) -> None:
+    """List the proposals waiting for an operator."""
+    try:
+        rows = DecisionLog(db).pending_approvals()
+    except (InputError, TransientError) as exc:
+        fail(str(exc))
+    if not rows:
+        typer.echo("no proposals waiting")
+    for row in rows:
+        typer.echo(f"{row.id}  {row.action}  {row.args_json}  (incident {row.incident_id}, t={row.time_s:.0f}s)\n    {row.explanation}")
+
+
+def _decide(decision_id: str, operator: str, reason: str, db: str | None, approve: bool) -> None:
+    try:
+        DecisionLog(db).decide_approval(decision_id, operator, approve=approve, reason=reason)
+    except (InputError, TransientError) as exc:
+        fail(str(exc))
+    typer.echo(f"{decision_id} {'approved' if approve else 'rejected'} by {operator}")
+
+
+@app.command()
+def approve(
+    decision_id: Annotated[str, typer.Argument(help="The proposal's id (see ama approvals).")],
+    operator: Annotated[str, typer.Option(help="Who approves (recorded).")],
+    reason: Annotated[str, typer.Option(help="Why (recorded).")] = "",
+    db: Annotated[str | None, typer.Option("--db", help="Decision log URL.")] = None,
+) -> None:
+    """Approve a proposal; the runtime applies it at its next tick (once)."""
+    _decide(decision_id, operator, reason, db, approve=True)
+
+
+@app.command()
+def reject(
+    decision_id: Annotated[str, typer.Argument(help="The proposal's id (see ama approvals).")],
+    operator: Annotated[str, typer.Option(help="Who rejects (recorded).")],
+    reason: Annotated[str, typer.Option(help="Why (recorded).")] = "",
+    db: Annotated[str | None, typer.Option("--db", help="Decision log URL.")] = None,
+) -> None:
+    """Reject a proposal; it never runs."""
+    _decide(decision_id, operator, reason, db, approve=False)
 
 
 @app.command(name="eval")

@@ -54,9 +54,9 @@ def test_restart_while_waiting_then_approval_applies_the_action_once(tmp_path: P
     (proposal,) = log.pending_approvals()
     del first  # the runtime dies with the approval pending
 
+    log.decide_approval(proposal.id, "alice", approve=True, reason="spike is real")  # answered while nothing runs
     second = Runtime(settings(tmp_path, ticks=50), DecisionLog(f"sqlite:///{tmp_path / 'log.db'}"))
     assert proposal.incident_id in second.waiting
-    second.log.decide_approval(proposal.id, "alice", approve=True, reason="spike is real")
     second.run()
     row = second.log.decision(proposal.id)
     assert row is not None and row.status == "applied" and row.approved_by == "alice"
