@@ -94,7 +94,17 @@ def proposal_schema() -> dict[str, Any]:
     schema["properties"]["weights"].update(properties={name: dict(weight) for name in REWARD_COMPONENTS}, additionalProperties=False)
     action = schema["properties"]["actions"]["items"]
     action["properties"]["name"]["enum"] = sorted(CATALOG)
-    return schema
+    return _without_lengths(schema)
+
+
+def _without_lengths(node: Any) -> Any:
+    """String length limits off: grammar-based decoders (llama.cpp) unroll ``maxLength: 2000`` into thousands of
+    nested rules and fail to load; the length is checked by pydantic when the reply comes back."""
+    if isinstance(node, dict):
+        return {k: _without_lengths(v) for k, v in node.items() if k not in ("maxLength", "minLength")}
+    if isinstance(node, list):
+        return [_without_lengths(v) for v in node]
+    return node
 
 
 def response_format(settings: LLMSettings) -> dict[str, Any]:
@@ -167,7 +177,7 @@ def parse_proposal(content: str) -> Proposal:
     if not text:
         raise PlannerError("LLM reply is empty")
     try:
-        data = json.loads(text)
+        data = json.loads(text, strict=False)  # a raw newline inside a string is a common small-model slip, not an error
     except json.JSONDecodeError as exc:
         raise PlannerError(f"LLM reply is not valid JSON: {one_line(exc)}") from None
     if not isinstance(data, dict):

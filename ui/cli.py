@@ -269,6 +269,34 @@ def reject(
     _decide(decision_id, operator, reason, db, approve=False)
 
 
+llm_app = typer.Typer(help="The manager's LLM server.", no_args_is_help=True)
+app.add_typer(llm_app, name="llm")
+
+
+@llm_app.command("serve")
+def llm_serve(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on (127.0.0.1).")] = 8000,
+    model: Annotated[str | None, typer.Option(help="vLLM: a model name; llama.cpp: a .gguf path (default: SmolLM2-135M).")] = None,
+    prefer: Annotated[str, typer.Option(help="auto (vLLM when installed with a GPU, else llama.cpp), vllm or llama.cpp.")] = "auto",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would start.")] = False,
+) -> None:
+    """Start the OpenAI-compatible server the LLM planner talks to, and say which one and how to point AMA at it."""
+    import subprocess
+
+    from manager.serve import plan_server
+
+    try:
+        plan = plan_server(port=port, model=model, prefer=prefer)
+    except InputError as exc:
+        fail(str(exc))
+    typer.echo(f"starting {plan.kind} serving {plan.model} at {plan.base_url}")
+    typer.echo("for the manager: " + " ".join(f"{k}={v}" for k, v in plan.environment().items()))
+    if dry_run:
+        typer.echo(" ".join(plan.argv))
+        return
+    raise typer.Exit(subprocess.call(plan.argv))
+
+
 @app.command(name="eval")
 def eval_suite(
     suite: Annotated[str, typer.Option(help="Scenario suite: the scenarios whose 'suites' list it (smoke, standard).")] = "smoke",
