@@ -34,6 +34,10 @@ from tools.actuator import Actuator
 from tools.catalog import RiskBounds, parse_call
 from tools.decision_log import DecisionLog
 
+DURABILITY = "exit"
+"""Checkpoint when a run pauses at the gate or ends, not after every node: a crash mid-run re-runs the incident
+from its start (the actuator's request ids keep actions single), and the pause an operator waits on is durable."""
+
 PRIORITY = ("node_failure", "traffic_spike", "cold_start_storm", "network_degradation", "straggler", "price_change", "slo_breach")
 """Which anomaly a plan answers first when several are in force."""
 

@@ -21,7 +21,7 @@ from langgraph.types import Command
 
 from local_agents.registry import make_controller
 from manager.anomalies import Detectors
-from manager.graph import ManagerContext, build_graph, verdicts_from_log
+from manager.graph import DURABILITY, ManagerContext, build_graph, verdicts_from_log
 from manager.guard import WeightSchedule
 from manager.planners import Planner, RulePlanner
 from simulators.metrics import RunRecorder
@@ -153,7 +153,7 @@ class Runtime:
             "current_replicas": replicas,
         }
         config = {"configurable": {"thread_id": incident}}
-        result = self.graph.invoke(state, config)
+        result = self.graph.invoke(state, config, durability=DURABILITY)
         self.events.append(f"t={snapshot.time_s:.0f}s incident {incident}: {result.get('diagnosis', {}).get('summary', '')[:160]}")
         paused = self.graph.get_state(config)
         if paused.next == ("gate",):
@@ -179,7 +179,7 @@ class Runtime:
             verdicts = verdicts_from_log(self.log, ids)
             if verdicts is None:
                 continue
-            self.graph.invoke(Command(resume=verdicts), {"configurable": {"thread_id": incident}})
+            self.graph.invoke(Command(resume=verdicts), {"configurable": {"thread_id": incident}}, durability=DURABILITY)
             del self.waiting[incident]
             self.events.append(f"t={now_s:.0f}s incident {incident}: resumed with {', '.join(f'{k} {v}' for k, v in verdicts.items())}")
 

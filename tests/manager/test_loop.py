@@ -93,3 +93,14 @@ def test_manager_off_only_runs_the_local_controller(tmp_path: Path) -> None:
     )
     runtime.run()
     assert log.decisions(actor="manager") == []
+
+
+def test_manager_benchmark_runs_with_a_tiny_budget() -> None:
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "manager.bench", "--runs", "3", "--json"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["rule_planner_anomaly_to_weights_with_log"]["p50_ms"] > 0

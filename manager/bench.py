@@ -1,0 +1,80 @@
+"""Manager latency benchmark: ``python -m manager.bench [--json]``. Run by hand, recorded in BENCHMARKS.md. Times one
+incident from the detectors' anomaly to applied reward weights through the whole graph with the rule planner (with
+the SQLite decision log and without), and the graph's own overhead (the same run minus the planner and guard)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from manager.anomalies import Anomaly
+from manager.graph import DURABILITY, ManagerContext, build_graph
+from manager.planners import RulePlanner
+from simulators.cluster import Cluster, ClusterConfig, NodeSpec, ServiceSpec, Workload
+from simulators.snapshot import take_snapshot
+from tools.decision_log import DecisionLog
+from tools.sim_actuator import SimActuator
+
+
+def _incident_input(cluster: Cluster, k: int, run_id: str) -> dict[str, Any]:
+    anomaly = Anomaly("traffic_spike", "api", cluster.time_s, "api: 800 req/s against a baseline of 200 req/s (4.0x)", 1.8)
+    return {"incident_id": f"bench-{k}", "run_id": run_id, "snapshot": take_snapshot(cluster).to_dict(), "anomalies": [anomaly.as_dict()]}
+
+
+def measure(runs: int, with_log: bool, folder: Path) -> dict[str, float]:
+    nodes = tuple(NodeSpec(f"cloud-{i}", cpus=16) for i in range(16))
+    cluster = Cluster(ClusterConfig(nodes, (ServiceSpec("api", initial_replicas=16),)), Workload(np.full((10, 1), 200.0)))
+    cluster.step()
+    log = DecisionLog(f"sqlite:///{folder / 'bench.db'}") if with_log else None
+    run_id = log.start_run("bench", "static") if log else ""
+    graph = build_graph(ManagerContext(planner=RulePlanner(), actuator=SimActuator(cluster), log=log), folder / f"cp-{with_log}.db")
+    inputs = [_incident_input(cluster, k, run_id) for k in range(runs + 5)]
+    times = []
+    for k, state in enumerate(inputs):
+        start = time.perf_counter()
+        graph.invoke(state, {"configurable": {"thread_id": state["incident_id"]}}, durability=DURABILITY)
+        if k >= 5:
+            times.append((time.perf_counter() - start) * 1000)
+    return {
+        "p50_ms": round(statistics.median(times), 2),
+        "p99_ms": round(float(np.percentile(times, 99)), 2),
+        "mean_ms": round(statistics.mean(times), 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Manager latency: anomaly to applied weights through the graph (rule planner).")
+    parser.add_argument("--runs", type=int, default=200, help="incidents timed (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        report = {
+            "rule_planner_anomaly_to_weights_with_log": measure(args.runs, True, folder),
+            "rule_planner_anomaly_to_weights_no_log": measure(args.runs, False, folder),
+        }
+        planner = RulePlanner()
+        from manager.state import Diagnosis
+        from simulators.rewards import RewardWeights
+
+        diagnosis = Diagnosis(incident_id="x", primary="traffic_spike", targets=["api"], anomalies=[], summary="spike")
+        start = time.perf_counter()
+        for _ in range(args.runs):
+            planner.plan(diagnosis, RewardWeights(), {}, {})
+        report["rule_planner_alone_ms"] = round((time.perf_counter() - start) / args.runs * 1000, 3)
+    if args.json:
+        print(json.dumps(report))
+        return
+    for key, value in report.items():
+        print(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    main()
