@@ -28,6 +28,7 @@ from langgraph.types import interrupt
 from manager.guard import WeightBounds, guard
 from manager.planners import Planner, RulePlanner
 from manager.state import Diagnosis, GuardedPlan, Proposal
+from manager.whatif import describe as whatif_sentence
 from simulators.errors import AmaError
 from simulators.rewards import RewardWeights
 from tools.actuator import Actuator
@@ -75,6 +76,8 @@ class ManagerContext:
     bounds: WeightBounds | None = None
     risk: RiskBounds | None = None
     on_weights: Callable[[RewardWeights, float | None, str], None] | None = None
+    preview: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None
+    """Forks the cluster and predicts the high-risk calls' effect (manager.whatif), for the operator."""
 
 
 def build_graph(context: ManagerContext, checkpoint_path: str | Path | None = None) -> Any:
@@ -163,8 +166,11 @@ class _Nodes:
         the gate; it runs once, its result is checkpointed before the gate pauses)."""
         plan = GuardedPlan.model_validate(state["plan"])
         proposed: dict[str, dict[str, Any]] = {}
+        forecast = self.c.preview(plan.high_risk) if plan.high_risk and self.c.preview is not None else None
         for k, call in enumerate(plan.high_risk):
             explanation = f"{call['explanation']} — waiting for an operator: {call['risk_reason']}. {self._why(state)}"
+            if forecast is not None:
+                explanation += f" {whatif_sentence(forecast)}"
             decision_id = self._record(
                 state,
                 call["name"],
@@ -173,6 +179,7 @@ class _Nodes:
                 risk="high",
                 status="proposed",
                 request=f"{state['incident_id']}:high:{k}",
+                result=None if forecast is None else {"preview": forecast},
             )
             proposed[decision_id or f"{state['incident_id']}:high:{k}"] = call
         if proposed and self.c.log is not None:
@@ -243,13 +250,22 @@ class _Nodes:
         return f"Incident {state['incident_id']}: {diagnosis.get('summary', '')}".strip()
 
     def _record(
-        self, state: ManagerState, action: str, explanation: str, args: dict[str, Any], risk: str, status: str, request: str | None
+        self,
+        state: ManagerState,
+        action: str,
+        explanation: str,
+        args: dict[str, Any],
+        risk: str,
+        status: str,
+        request: str | None,
+        result: dict[str, Any] | None = None,
     ) -> str | None:
         if self.c.log is None or not state.get("run_id"):
             return None
         return self.c.log.record(
             state["run_id"], state.get("tick", 0), state.get("time_s", 0.0), "manager", action, explanation[:4000],
             args=args, weights=state.get("weights"), risk=risk, status=status, request_id=request, incident_id=state["incident_id"],
+            result=result,
         )  # fmt: skip
 
     def _set_status(self, decision_id: str, status: str, outcome: dict[str, Any] | None) -> None:

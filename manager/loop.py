@@ -20,6 +20,7 @@ from typing import Any
 from langgraph.types import Command
 
 from local_agents.registry import make_controller
+from manager import whatif
 from manager.anomalies import Detectors
 from manager.graph import DURABILITY, ManagerContext, build_graph, verdicts_from_log
 from manager.guard import WeightSchedule
@@ -53,6 +54,8 @@ class RuntimeSettings:
     checkpoints: Path = Path(".ama/checkpoints.db")
     """The graph's durable state (SQLite)."""
     sample_every: int = 5
+    preview_horizon_s: float = 300.0
+    """Simulated seconds a what-if preview of a high-risk proposal looks ahead."""
 
 
 @dataclass
@@ -82,6 +85,7 @@ class Runtime:
             log=self.log,
             fallback=RulePlanner(),
             on_weights=self._weights_applied,
+            preview=self._preview,
         )
         self.graph = build_graph(context, s.checkpoints) if s.manager != "off" else None
         self.waiting: dict[str, tuple[list[str], float]] = self._paused_incidents()
@@ -201,6 +205,9 @@ class Runtime:
                 ids, _ = waiting.get(row.incident_id, ([], 0.0))
                 waiting[row.incident_id] = (sorted({*ids, row.id}), row.time_s + self.settings.approval_timeout_s)
         return waiting
+
+    def _preview(self, calls: list[dict[str, Any]]) -> dict[str, Any]:
+        return whatif.preview(self.cluster, self.controller, calls, self.settings.preview_horizon_s)
 
     # ------------------------------------------------------------------------------------------ weights
     def _weights_applied(self, weights: RewardWeights, expires_in_s: float | None, incident: str) -> None:

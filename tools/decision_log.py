@@ -458,7 +458,8 @@ class DecisionLog:
             row.status = status
             row.updated_at = utcnow()
             if result is not None:
-                row.result_json = json.dumps(result)
+                earlier = json.loads(row.result_json) if row.result_json else {}
+                row.result_json = json.dumps({**earlier, **result})  # a proposal's what-if preview stays beside its outcome
             if approved_by is not None:
                 row.approved_by = approved_by
             session.add(row)

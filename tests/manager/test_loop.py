@@ -4,6 +4,7 @@ action is applied exactly once; unanswered proposals expire."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from manager.loop import Runtime, RuntimeSettings
@@ -44,6 +45,11 @@ def test_a_spike_rewrites_the_weights_and_proposes_nodes_for_approval(tmp_path: 
     (proposal,) = [r for r in rows if r.action == "add_nodes"]
     assert proposal.status == "proposed" and proposal.risk == "high"
     assert summary["incidents_waiting"] == [proposal.incident_id]
+    preview = json.loads(proposal.result_json or "{}")["preview"]  # the operator sees what adding nodes would do
+    assert preview["horizon_s"] == 400.0 - proposal.time_s and "What-if over the next 277 s" in proposal.explanation  # to the end
+    assert preview["with_proposal"]["cost"] > preview["status_quo"]["cost"]  # more nodes, more cost ...
+    delta = preview["delta"]["sla_violation_rate"]  # the prediction, whichever way it goes (here spreading costs a little pooling)
+    assert delta == preview["with_proposal"]["sla_violation_rate"] - preview["status_quo"]["sla_violation_rate"]
     assert (runtime.cluster.state == NODE_BOOTING).sum() == 0  # nothing runs without an approval
 
 
