@@ -23,7 +23,7 @@ from local_agents.registry import make_controller
 from manager import whatif
 from manager.anomalies import Detectors
 from manager.graph import DURABILITY, ManagerContext, build_graph, verdicts_from_log
-from manager.guard import WeightSchedule
+from manager.guard import SloWatch, WeightSchedule
 from manager.planners import Planner, RulePlanner
 from simulators.metrics import RunRecorder
 from simulators.rewards import RewardWeights
@@ -78,6 +78,10 @@ class Runtime:
         self.metrics = RunRecorder(self.cluster)
         self.detectors = Detectors()
         self.schedule = WeightSchedule(RewardWeights())
+        self.slo_watch = SloWatch()
+        self.recent_violations = 0.0
+        """EWMA of the cluster's SLA-violation rate over about 30 s."""
+        self._before_change: RewardWeights | None = None
         self.actuator = SimActuator(self.cluster)
         context = ManagerContext(
             planner=self.planner or RulePlanner(),
@@ -125,6 +129,9 @@ class Runtime:
         if self.graph is None:
             return
         snapshot = take_snapshot(c)
+        self.recent_violations += (snapshot.violation_rate - self.recent_violations) / 30.0
+        if self.slo_watch.pending and self.slo_watch.check(c.time_s, self.recent_violations) and self._before_change is not None:
+            self._revert_worse(self._before_change)
         started = self.detectors.observe(snapshot)
         for anomaly in started:
             key = (anomaly.type, anomaly.target)
@@ -211,8 +218,23 @@ class Runtime:
 
     # ------------------------------------------------------------------------------------------ weights
     def _weights_applied(self, weights: RewardWeights, expires_in_s: float | None, incident: str) -> None:
+        self._before_change = self.schedule.current
+        self.slo_watch.changed(self.cluster.time_s, self.recent_violations)
         self.schedule.apply(weights, expires_in_s, self.cluster.time_s, incident)
         self._set_weights(weights, f"incident {incident}")
+
+    def _revert_worse(self, previous: RewardWeights) -> None:
+        """SLOs got worse after a weight change: go back, and say so in the log."""
+        c = self.cluster
+        self.schedule.apply(previous, None, c.time_s, "reverted: SLOs got worse")
+        self.actuator.weights = previous
+        self._set_weights(previous, "reverted: SLOs got worse after the last change")
+        self.log.record(
+            self.run_id, c.t, c.time_s, "manager", "set_reward_weights",
+            f"reverted the weights to {previous.describe(top=3)}: SLA violations rose to {self.recent_violations:.1%} after the change",
+            args={"weights": previous.as_dict()}, weights=previous.as_dict(),
+        )  # fmt: skip
+        self._before_change = None
 
     def _set_weights(self, weights: RewardWeights, why: str) -> None:
         self.recorder.set_weights(weights)

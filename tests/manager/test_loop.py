@@ -110,3 +110,23 @@ def test_manager_benchmark_runs_with_a_tiny_budget() -> None:
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["rule_planner_anomaly_to_weights_with_log"]["p50_ms"] > 0
+
+
+def test_weights_are_reverted_when_slos_get_worse_after_a_change(tmp_path: Path) -> None:
+    from simulators.rewards import RewardWeights
+
+    log = DecisionLog(f"sqlite:///{tmp_path / 'log.db'}")
+    runtime = Runtime(settings(tmp_path, ticks=100), log)
+    for _ in range(10):
+        runtime.tick()
+    before = runtime.schedule.current
+    changed = RewardWeights(energy=0.9, sla=0.1)
+    runtime._weights_applied(changed, None, "inc-test")  # what the graph's apply step calls
+    assert runtime.schedule.current == changed
+    for _ in range(70):
+        runtime.recent_violations = 0.5  # as if the change had made things much worse
+        runtime.tick()
+    assert runtime.schedule.current == before
+    log.flush(force=True)
+    rows = [r for r in log.decisions(run_id=runtime.run_id, actor="manager", limit=100) if "reverted the weights" in r.explanation]
+    assert len(rows) == 1 and "SLA violations rose" in rows[0].explanation
