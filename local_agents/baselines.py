@@ -44,6 +44,12 @@ class HPAController(ServiceScaler):
         self._busy = deque(maxlen=window)
         self._became_warm = deque(maxlen=window)
 
+    def apply_pressure(self, pressure: float) -> None:
+        """A higher SLA weight lowers the target utilization (more headroom): target / sqrt(pressure), 30..95%."""
+        target = round(min(max(self.settings.target_utilization / pressure**0.5, 0.3), 0.95), 2)
+        for hpa in self.hpas:
+            hpa.settings = hpa.settings.model_copy(update={"target_utilization": target})
+
     def observe(self, cluster: Cluster) -> None:
         self._busy.append(cluster.per_service(cluster.out.busy_replicas) * cluster.svc_cpu)
         self._became_warm.append(cluster.out.became_warm)
@@ -89,6 +95,12 @@ class KPAController(ServiceScaler):
         super().reset(cluster)
         self.kpas = [KPA(self.settings) for _ in range(cluster.n_services)]
 
+    def apply_pressure(self, pressure: float) -> None:
+        """A higher SLA weight lowers the per-pod concurrency target: target / sqrt(pressure), 30..95%."""
+        target = round(min(max(self.settings.target_utilization / pressure**0.5, 0.3), 0.95), 2)
+        for kpa in self.kpas:
+            kpa.settings = kpa.settings.model_copy(update={"target_utilization": target})
+
     def observe(self, cluster: Cluster) -> None:
         concurrency = in_flight(cluster)
         now = cluster.time_s
@@ -122,6 +134,11 @@ class KeepAliveController(ServiceScaler):
         super().__init__(placement, seed)
         self.policy = policy
         self.name = policy.name
+        self.keepalive_scale = 1.0
+        """Multiplies the policy's keep-alive window: the manager's SLA weight lengthens it."""
+
+    def apply_pressure(self, pressure: float) -> None:
+        self.keepalive_scale = min(max(pressure, 0.5), 4.0)
 
     def reset(self, cluster: Cluster) -> None:
         super().reset(cluster)
@@ -161,6 +178,7 @@ class KeepAliveController(ServiceScaler):
         if last is None:
             return 0, "never invoked"
         prewarm, keepalive = self._windows[j]
+        keepalive *= self.keepalive_scale
         history = self._needed[j]
         while history and history[0][0] < now - max(keepalive, 1.0) * 60.0:
             history.popleft()

@@ -102,6 +102,14 @@ class ServiceScaler:
         reasons += self._placement_reasons(cluster, delta)
         return Decision(targets=cluster.replicas() + delta, reasons=reasons)
 
+    def set_weights(self, weights: RewardWeights) -> None:
+        """The manager's new reward weights, mapped onto this controller's own knobs (``apply_pressure``)."""
+        self.weights = weights
+        self.apply_pressure(service_pressure(weights))
+
+    def apply_pressure(self, pressure: float) -> None:
+        """Subclasses move their knobs: pressure > 1 asks for more headroom, < 1 for less (1 = the defaults)."""
+
     def change(self, cluster: Cluster, j: int, desired: int, why: str) -> ActionReason:
         """Set service ``j``'s desired replicas and return the reason, prefixed with the service's name."""
         reason = service_reason(self.name, cluster, j, int(self.desired[j]), desired, f"{cluster.service_names[j]}: {why}")
@@ -144,6 +152,15 @@ class ServiceScaler:
             text = explain_cell_change(cluster, int(i), int(j), before, after, why, self.weights)
             reasons.append(ActionReason(self.name, action, cluster.service_names[j], cluster.node_names[i], before, after, text))
         return reasons
+
+
+def service_pressure(weights: RewardWeights) -> float:
+    """How much the weights favour service quality (sla, latency) over thrift (cost, energy, utilization),
+    relative to the default weights: 1.0 at the defaults, 2.1 for a typical spike plan (sla 0.6, latency 0.3)."""
+    default = RewardWeights()
+    quality = (weights.sla + weights.latency) / max(weights.cost + weights.energy + weights.utilization, 1e-6)
+    reference = (default.sla + default.latency) / (default.cost + default.energy + default.utilization)
+    return quality / reference
 
 
 def service_reason(actor: str, cluster: Cluster, j: int, before: int, after: int, text: str) -> ActionReason:

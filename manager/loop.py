@@ -238,6 +238,6 @@ class Runtime:
 
     def _set_weights(self, weights: RewardWeights, why: str) -> None:
         self.recorder.set_weights(weights)
-        if hasattr(self.controller, "weights"):
-            self.controller.weights = weights
+        if hasattr(self.controller, "set_weights"):
+            self.controller.set_weights(weights)  # non-learned controllers map the weights onto their knobs
         self.events.append(f"t={self.cluster.time_s:.0f}s weights {weights.describe(top=3)} ({why})")

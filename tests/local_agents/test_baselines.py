@@ -168,3 +168,32 @@ def test_cli_runs_a_baseline_and_rejects_bad_controllers(tmp_path: Path) -> None
         bad = subprocess.run([*ama, *extra], capture_output=True, text=True, cwd=REPO, timeout=120)
         assert bad.returncode == 2, (extra, bad.stderr)
         assert len(bad.stderr.strip().splitlines()) == 1 and words in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_managers_weights_move_the_baselines_knobs() -> None:
+    from local_agents.controllers import service_pressure
+    from simulators.rewards import RewardWeights
+
+    spike_plan = RewardWeights(latency=0.3, sla=0.6, utilization=0.1, energy=0.05, cost=0.1, churn=0.05)
+    assert service_pressure(RewardWeights()) == pytest.approx(1.0)
+    assert service_pressure(spike_plan) == pytest.approx(2.1)
+    arrivals = np.full(400, 300.0)
+    finals = {}
+    for weights in (RewardWeights(), spike_plan):
+        c = one_service(arrivals, initial_replicas=12, max_replicas=64)
+        hpa = HPAController()
+        hpa.reset(c)
+        hpa.set_weights(weights)
+        for _ in range(c.horizon):
+            d = hpa.act(c)
+            c.step(d.targets, d.offload)
+        finals[weights == spike_plan] = float(c.per_service(c.replicas())[0])
+        assert hpa.hpas[0].settings.target_utilization == (0.7 if weights == RewardWeights() else 0.48)
+    assert finals[True] > finals[False]  # more headroom when the SLA matters more
+    kpa = KPAController()
+    kpa.reset(one_service(arrivals))
+    kpa.set_weights(spike_plan)
+    assert kpa.kpas[0].settings.target_utilization == 0.48
+    keep = KeepAliveController(FixedKeepAlive(10))
+    keep.set_weights(spike_plan)
+    assert keep.keepalive_scale == pytest.approx(2.1)
