@@ -49,10 +49,54 @@ def measure(runs: int, with_log: bool, folder: Path) -> dict[str, float]:
     }
 
 
+def measure_llm(proposals: int) -> dict[str, Any]:
+    """Seconds per proposal of the LLM planner against the local llama.cpp server (started here, on a free port)."""
+    import socket
+    import subprocess
+    import urllib.request
+
+    from manager.llm import LLMPlanner, LLMSettings, PlannerError
+    from manager.serve import plan_server
+    from manager.state import Diagnosis
+    from simulators.rewards import RewardWeights
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    plan = plan_server(port=port, prefer="llama.cpp")
+    server = subprocess.Popen(plan.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(240):
+            try:
+                with urllib.request.urlopen(f"{plan.base_url}/models", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        planner = LLMPlanner(LLMSettings(base_url=plan.base_url, model=plan.model, response_format="json_object", timeout_s=300, retries=0))
+        diagnosis = Diagnosis(
+            incident_id="bench", primary="traffic_spike", targets=["api"], anomalies=[], summary="traffic spike on api (4.0x)"
+        )
+        seconds, valid = [], 0
+        for _ in range(proposals):
+            start = time.perf_counter()
+            try:
+                planner.plan(diagnosis, RewardWeights(), {}, {})
+                valid += 1
+            except PlannerError:
+                pass
+            seconds.append(time.perf_counter() - start)
+        return {"server": plan.kind, "model": plan.model, "proposals": proposals, "valid": valid,
+                "seconds_p50": round(statistics.median(seconds), 2), "seconds_max": round(max(seconds), 2)}  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Manager latency: anomaly to applied weights through the graph (rule planner).")
     parser.add_argument("--runs", type=int, default=200, help="incidents timed (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--llm", type=int, default=0, metavar="N", help="also time N proposals of the local LLM (llama.cpp + SmolLM2)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -69,6 +113,8 @@ def main(argv: list[str] | None = None) -> None:
         for _ in range(args.runs):
             planner.plan(diagnosis, RewardWeights(), {}, {})
         report["rule_planner_alone_ms"] = round((time.perf_counter() - start) / args.runs * 1000, 3)
+    if args.llm:
+        report["local_llm"] = measure_llm(args.llm)
     if args.json:
         print(json.dumps(report))
         return
