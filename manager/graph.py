@@ -81,7 +81,8 @@ class ManagerContext:
 
 
 def build_graph(context: ManagerContext, checkpoint_path: str | Path | None = None) -> Any:
-    """The compiled manager graph; with ``checkpoint_path`` its state survives restarts (SQLite checkpointer)."""
+    """The compiled manager graph; with ``checkpoint_path`` (a SQLite file, or a postgresql:// URL) its state
+    survives restarts."""
     nodes = _Nodes(context)
     graph = StateGraph(ManagerState)
     for name in ("observe", "detect", "diagnose", "plan", "guard", "apply", "propose", "gate", "apply_approved", "record"):
@@ -100,7 +101,33 @@ def build_graph(context: ManagerContext, checkpoint_path: str | Path | None = No
     ):
         graph.add_edge(a, b)
     graph.add_edge("record", END)
-    return graph.compile(checkpointer=sqlite_checkpointer(checkpoint_path) if checkpoint_path else None)
+    return graph.compile(checkpointer=checkpointer(checkpoint_path) if checkpoint_path else None)
+
+
+def checkpointer(target: str | Path) -> Any:
+    """PostgreSQL when ``target`` is a postgres URL, else a SQLite file."""
+    text = str(target)
+    if text.startswith(("postgres://", "postgresql://", "postgresql+psycopg://")):
+        return postgres_checkpointer(text)
+    return sqlite_checkpointer(target)
+
+
+def close_graph(graph: Any) -> None:
+    """Close the checkpointer's database connection (SQLite or PostgreSQL), if the graph has one."""
+    conn = getattr(getattr(graph, "checkpointer", None), "conn", None)
+    if conn is not None:
+        conn.close()
+
+
+def postgres_checkpointer(url: str) -> Any:
+    import psycopg
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg.rows import dict_row
+
+    url = "postgresql://" + url.split("://", 1)[1]
+    saver = PostgresSaver(psycopg.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row))
+    saver.setup()
+    return saver
 
 
 def sqlite_checkpointer(path: str | Path) -> SqliteSaver:

@@ -22,7 +22,7 @@ from langgraph.types import Command
 from local_agents.registry import make_controller
 from manager import whatif
 from manager.anomalies import Detectors
-from manager.graph import DURABILITY, ManagerContext, build_graph, verdicts_from_log
+from manager.graph import DURABILITY, ManagerContext, build_graph, close_graph, verdicts_from_log
 from manager.guard import SloWatch, WeightSchedule
 from manager.planners import Planner, RulePlanner
 from simulators.metrics import RunRecorder
@@ -51,8 +51,8 @@ class RuntimeSettings:
     """Simulated seconds a proposal waits for an operator before it expires."""
     auto_approve: str | None = None
     """Operator name that approves every proposal at once (demo mode); None waits for a real operator."""
-    checkpoints: Path = Path(".ama/checkpoints.db")
-    """The graph's durable state (SQLite)."""
+    checkpoints: Path | str = Path(".ama/checkpoints.db")
+    """The graph's durable state: a SQLite file, or a postgresql:// URL."""
     sample_every: int = 5
     preview_horizon_s: float = 300.0
     """Simulated seconds a what-if preview of a high-risk proposal looks ahead."""
@@ -114,6 +114,8 @@ class Runtime:
         summary["incidents_waiting"] = sorted(self.waiting)
         self.log.end_run(self.run_id, summary)
         self.log.flush(force=True)
+        if self.graph is not None:
+            close_graph(self.graph)
         return summary
 
     def tick(self) -> None:

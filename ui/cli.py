@@ -143,7 +143,7 @@ def demo(
     db = f"sqlite:///{(out / 'demo.db').resolve()}"
     console = Console()
     console.rule("1. demo-spike-failure: KPA on every node, the rule manager above it (demo operator approves)")
-    run(scenario=scenario, manager="rule", controller="kpa", db=db, checkpoints=out / "checkpoints.db", seed=None, ticks=None,
+    run(scenario=scenario, manager="rule", controller="kpa", db=db, checkpoints=str(out / "checkpoints.db"), seed=None, ticks=None,
         speed=0.0, approval_timeout_s=600.0, auto_approve="demo", as_json=False)  # fmt: skip
     console.rule("2. what the manager did, and why")
     decisions(db=db, run=None, actor="manager", since=None, status=None, node=None, service=None, limit=12, as_json=False)
@@ -170,7 +170,12 @@ def run(
     manager: Annotated[str, typer.Option(help="Manager planner: rule, llm (falls back to rule on failure) or off.")] = "rule",
     controller: Annotated[str, typer.Option("--controller", "-c", help=f"Local controller: {', '.join(controller_names())}.")] = "kpa",
     db: Annotated[str | None, typer.Option("--db", help="Decision log URL (default: $AMA_DATABASE_URL or .ama/ama.db).")] = None,
-    checkpoints: Annotated[Path, typer.Option(help="The manager graph's durable state (SQLite file).")] = Path(".ama/checkpoints.db"),
+    checkpoints: Annotated[
+        str | None,
+        typer.Option(
+            help="The graph's durable state: SQLite file or postgresql URL (default: --db if PostgreSQL, else .ama/checkpoints.db)."
+        ),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: the scenario's).")] = None,
     ticks: Annotated[int | None, typer.Option(min=1, help="Stop after this many ticks.")] = None,
     speed: Annotated[float, typer.Option(min=0, help="Simulated seconds per wall second (0: as fast as possible).")] = 0.0,
@@ -192,7 +197,8 @@ def run(
         log = DecisionLog(db, on_event=lambda line: err.print(f"[yellow]{line}[/]", highlight=False))
         settings = RuntimeSettings(
             scenario=scenario, controller=controller, manager=manager, seed=seed, ticks=ticks,
-            approval_timeout_s=approval_timeout_s, auto_approve=auto_approve, checkpoints=checkpoints,
+            approval_timeout_s=approval_timeout_s, auto_approve=auto_approve,
+            checkpoints=checkpoints or (log.url if log.url.startswith("postgresql") else ".ama/checkpoints.db"),
         )  # fmt: skip
         runtime = Runtime(settings, log, planner=LLMPlanner(LLMSettings.from_env()) if manager == "llm" else None)
     except (InputError, TransientError) as exc:
