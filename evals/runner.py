@@ -73,25 +73,27 @@ def plan_suite(
     return SuitePlan(scenarios, tasks)
 
 
+def split_controller(name: str) -> tuple[str, str]:
+    """``"hpa+rule"`` -> ("hpa", "rule"): a local controller with the manager on top; ``"hpa"`` -> ("hpa", "off")."""
+    local, _, manager = name.partition("+")
+    return local, manager or "off"
+
+
 def run_one(task: RunTask) -> dict[str, Any]:
-    """One controller on one scenario and seed; never raises (a failure is a record with its error)."""
+    """One controller (optionally with the manager: ``hpa+rule``) on one scenario and seed; never raises (a failure
+    is a record with its error)."""
     started = time.perf_counter()
     record: dict[str, Any] = {"file": task.file, "controller": task.controller, "seed": task.seed, "scenario": Path(task.file).stem}
     try:
         scenario = load_scenario(task.file, seed=task.seed, duration_s=task.duration_s)
         record["scenario"] = scenario.name
-        cluster = scenario.make_cluster()
-        controller = make_controller(task.controller, task.params, task.placement, task.seed)
-        controller.reset(cluster)
-        recorder = RunRecorder(cluster, keep_series=True)
-        explained = 0
-        for _ in range(cluster.horizon):
-            decision = controller.act(cluster)
-            explained += len(decision.reasons)
-            cluster.step(decision.targets, decision.offload)
-            recorder.record()
+        local, manager = split_controller(task.controller)
+        if manager == "off":
+            recorder, explained, manager_stats = _run_local(scenario, local, task)
+        else:
+            recorder, explained, manager_stats = _run_with_manager(scenario, local, manager, task)
         threshold = recovery_threshold(scenario.spec.expect)
-        metrics = run_metrics(recorder, scenario.events, threshold, explained)
+        metrics = run_metrics(recorder, scenario.events, threshold, explained, manager_stats)
         series_name = f"series/{scenario.name}__{task.controller}__{task.seed}.json"
         _write_series(Path(task.out_dir) / series_name, recorder, scenario)
         record.update(status="ok", error=None, metrics=metrics, series_file=series_name)
@@ -102,6 +104,50 @@ def run_one(task: RunTask) -> dict[str, Any]:
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}{at}", metrics=None, expectations=[], series_file=None)
     record["wall_s"] = round(time.perf_counter() - started, 3)
     return record
+
+
+def _run_local(scenario: Any, name: str, task: RunTask) -> tuple[RunRecorder, int, None]:
+    cluster = scenario.make_cluster()
+    controller = make_controller(name, task.params, task.placement, task.seed)
+    controller.reset(cluster)
+    recorder = RunRecorder(cluster, keep_series=True)
+    explained = 0
+    for _ in range(cluster.horizon):
+        decision = controller.act(cluster)
+        explained += len(decision.reasons)
+        cluster.step(decision.targets, decision.offload)
+        recorder.record()
+    return recorder, explained, None
+
+
+def _run_with_manager(scenario: Any, local: str, manager: str, task: RunTask) -> tuple[RunRecorder, int, dict[str, Any]]:
+    """The runtime with the manager, an operator who approves every proposal at once, and the detectors scored."""
+    import tempfile
+
+    from evals.detection import ground_truth, score
+    from manager.loop import Runtime, RuntimeSettings
+    from tools.decision_log import DecisionLog
+
+    with tempfile.TemporaryDirectory() as tmp:
+        log = DecisionLog(f"sqlite:///{tmp}/log.db")
+        settings = RuntimeSettings(
+            scenario=Path(task.file), controller=local, manager=manager, seed=task.seed, ticks=scenario.ticks,
+            checkpoints=Path(tmp) / "checkpoints.db", auto_approve="eval-operator", keep_series=True,
+        )  # fmt: skip
+        runtime = Runtime(settings, log)
+        runtime.run()
+        rows = log.decisions(run_id=runtime.run_id, actor="manager", limit=100_000)
+        log.close()
+    detection = score(runtime.reports, ground_truth(scenario))
+    stats = {
+        "time_to_detect_s": detection["mean_time_to_detect_s"],
+        "anomalies_detected": sum(d["detect_s"] is not None for d in detection["anomalies"]),
+        "anomalies_injected": len(detection["anomalies"]),
+        "approvals_requested": sum(r.risk == "high" for r in rows),
+        "unsafe_blocked": sum(r.action == "note" and r.explanation.startswith("refused") for r in rows),
+        "weight_changes": sum(r.action == "set_reward_weights" for r in rows),
+    }
+    return runtime.metrics, runtime.explained, stats
 
 
 def _write_series(path: Path, recorder: RunRecorder, scenario: Any) -> None:

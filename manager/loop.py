@@ -21,7 +21,7 @@ from langgraph.types import Command
 
 from local_agents.registry import make_controller
 from manager import whatif
-from manager.anomalies import Detectors
+from manager.anomalies import Anomaly, Detectors
 from manager.graph import DURABILITY, ManagerContext, build_graph, close_graph, verdicts_from_log
 from manager.guard import SloWatch, WeightSchedule
 from manager.planners import Planner, RulePlanner
@@ -54,6 +54,8 @@ class RuntimeSettings:
     checkpoints: Path | str = Path(".ama/checkpoints.db")
     """The graph's durable state: a SQLite file, or a postgresql:// URL."""
     sample_every: int = 5
+    keep_series: bool = False
+    """Keep per-tick series in the run's metrics (the evals need them for recovery times and plots)."""
     preview_horizon_s: float = 300.0
     """Simulated seconds a what-if preview of a high-risk proposal looks ahead."""
 
@@ -75,7 +77,10 @@ class Runtime:
         self.controller.reset(self.cluster)
         self.run_id = self.log.start_run(self.scenario.name, self.controller.name, manager=s.manager, seed=self.scenario.spec.seed)
         self.recorder = DecisionRecorder(self.log, self.run_id, sample_every=s.sample_every)
-        self.metrics = RunRecorder(self.cluster)
+        self.metrics = RunRecorder(self.cluster, keep_series=s.keep_series)
+        self.reports: list[Anomaly] = []
+        """Every anomaly the detectors reported, for scoring them."""
+        self.explained = 0
         self.detectors = Detectors()
         self.schedule = WeightSchedule(RewardWeights())
         self.slo_watch = SloWatch()
@@ -121,6 +126,7 @@ class Runtime:
     def tick(self) -> None:
         c = self.cluster
         decision = self.controller.act(c)
+        self.explained += len(decision.reasons)
         c.step(decision.targets, decision.offload)
         self.metrics.record()
         self.recorder.record_tick(c, decision.reasons)
@@ -135,6 +141,7 @@ class Runtime:
         if self.slo_watch.pending and self.slo_watch.check(c.time_s, self.recent_violations) and self._before_change is not None:
             self._revert_worse(self._before_change)
         started = self.detectors.observe(snapshot)
+        self.reports += started
         for anomaly in started:
             key = (anomaly.type, anomaly.target)
             self.open_incidents[key] = f"inc-{uuid.uuid4().hex[:10]}"

@@ -306,7 +306,9 @@ def llm_serve(
 @app.command(name="eval")
 def eval_suite(
     suite: Annotated[str, typer.Option(help="Scenario suite: the scenarios whose 'suites' list it (smoke, standard).")] = "smoke",
-    controllers: Annotated[str, typer.Option(help=f"Comma-separated controllers: {', '.join(controller_names())}.")] = "hpa,kpa",
+    controllers: Annotated[
+        str, typer.Option(help=f"Comma-separated controllers: {', '.join(controller_names())}; add +rule or +llm for the manager on top.")
+    ] = "hpa,kpa",
     seeds: Annotated[int, typer.Option(min=1, help="Seeds per scenario (each scenario's own seed + 0 .. N-1).")] = 1,
     out: Annotated[Path, typer.Option(help="Output folder for results.json, report.md and plots.")] = Path("out/eval"),
     jobs: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
@@ -324,7 +326,10 @@ def eval_suite(
     names = [c.strip() for c in controllers.split(",") if c.strip()]
     try:
         for name in names:
-            make_controller(name, placement=placement)
+            local, _, manager_name = name.partition("+")
+            make_controller(local, placement=placement)
+            if manager_name not in ("", "rule", "llm"):
+                raise ConfigError(f"unknown manager {manager_name!r} in {name!r}; use CONTROLLER+rule or CONTROLLER+llm")
         plan = plan_suite(None if scenario else suite, names, seeds, out, files=scenario, duration_s=duration_s, placement=placement)
     except InputError as exc:
         fail(str(exc))

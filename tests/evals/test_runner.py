@@ -112,3 +112,15 @@ def test_ama_eval_runs_the_smoke_suite_on_two_controllers(tmp_path: Path) -> Non
         timeout=60,
     )
     assert bad.returncode == 2 and "suite 'nope' has no scenarios" in bad.stderr
+
+
+def test_a_controller_with_the_manager_on_top_is_evaluated_with_manager_metrics(tmp_path: Path) -> None:
+    plan = plan_suite(None, ["kpa", "kpa+rule"], 1, tmp_path, files=[REPO / "evals/scenarios/traffic-spike-small.yaml"], duration_s=500)
+    results = run_suite(plan, tmp_path, "custom", ["kpa", "kpa+rule"], 1, jobs=1)
+    plain, managed = results["runs"]
+    assert plain["status"] == managed["status"] == "ok", (plain["error"], managed["error"])
+    assert plain["metrics"]["manager"] is None
+    stats = managed["metrics"]["manager"]
+    assert stats["anomalies_injected"] == 1 and stats["anomalies_detected"] == 1 and stats["time_to_detect_s"] <= 10
+    assert stats["weight_changes"] >= 1
+    assert managed["metrics"]["sla_violation_rate"] < plain["metrics"]["sla_violation_rate"]  # the manager helps here
