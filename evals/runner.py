@@ -14,7 +14,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,6 @@ class RunTask:
     seed: int
     out_dir: str
     placement: str = "least-loaded"
-    params: dict[str, str] = field(default_factory=dict)
     duration_s: float | None = None
 
 
@@ -69,7 +68,7 @@ def plan_suite(
         scenarios.append({"name": scenario.name, "file": str(path), "error": None, "threshold": recovery_threshold(scenario.spec.expect)})
         for controller in controllers:
             for k in range(seeds):
-                tasks.append(RunTask(str(path), controller, scenario.spec.seed + k, str(out_dir), placement, {}, duration_s))
+                tasks.append(RunTask(str(path), controller, scenario.spec.seed + k, str(out_dir), placement, duration_s))
     return SuitePlan(scenarios, tasks)
 
 
@@ -108,7 +107,7 @@ def run_one(task: RunTask) -> dict[str, Any]:
 
 def _run_local(scenario: Any, name: str, task: RunTask) -> tuple[RunRecorder, int, None]:
     cluster = scenario.make_cluster()
-    controller = make_controller(name, task.params, task.placement, task.seed)
+    controller = make_controller(name, placement=task.placement, seed=task.seed)
     controller.reset(cluster)
     recorder = RunRecorder(cluster, keep_series=True)
     explained = 0

@@ -13,7 +13,7 @@ import numpy as np
 
 from local_agents.controllers import ActionReason, ServiceScaler
 from local_agents.hpa import HPA, HPASettings
-from local_agents.keepalive import KeepAlivePolicy, make_keepalive_policy
+from local_agents.keepalive import KeepAlivePolicy
 from local_agents.kpa import KPA, KPASettings
 from simulators.cluster import Cluster
 
@@ -192,7 +192,3 @@ class KeepAliveController(ServiceScaler):
         if since_min < prewarm:
             return 0, f"idle {since_min:.1f} min, unloaded until the pre-warm at {prewarm:g} min"
         return 0, f"idle {since_min:.1f} min, past its {prewarm + keepalive:g} min window"
-
-
-def keepalive_controller(name: str, params: dict[str, float], placement: str, seed: int) -> KeepAliveController:
-    return KeepAliveController(make_keepalive_policy(name, **params), placement, seed)

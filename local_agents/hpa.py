@@ -5,7 +5,7 @@ A pure per-service state machine: time comes in as seconds (``now_s``), CPU as m
 about the simulator. It mirrors kube-controller-manager's ``pkg/controller/podautoscaler`` for one CPU Resource metric
 with an ``averageUtilization`` target and the autoscaling/v2 default behavior, checked against the Go source:
 
-* ``replica_calc`` is ``ReplicaCalculator.GetResourceReplicas`` (replica_calculator.go) with
+* ``calculate_replicas`` is ``ReplicaCalculator.GetResourceReplicas`` (replica_calculator.go) with
   ``metricsclient.GetResourceUtilizationRatio`` (metrics/utilization.go): integer utilization
   ``usage * 100 / requests``, ``scaleUpWithUnready``, missing pods at ``max(100, target)``% of their request on a
   scale-down and 0% on a scale-up, unready pods at 0% on a scale-up, the recomputed ratio, no change within tolerance
@@ -226,23 +226,6 @@ def calculate_replicas(
     if (new_ratio < 1.0 and new_replicas > current_replicas) or (new_ratio > 1.0 and new_replicas < current_replicas):
         return hold(f"{new_replicas} would move against the metric", **filled)
     return ReplicaCalculation(new_replicas, utilization, usage_ratio, **filled)
-
-
-def replica_calc(
-    current_replicas: int,
-    ready_pods: int,
-    usage_milli_total: float,
-    request_milli_per_pod: int,
-    unready_pods: int,
-    missing_pods: int,
-    target_pct: int,
-    tolerance: float,
-) -> tuple[int, int]:
-    """(desired replicas, current utilization %) exactly as ``ReplicaCalculator.GetResourceReplicas`` returns them."""
-    calculation = calculate_replicas(
-        current_replicas, ready_pods, usage_milli_total, request_milli_per_pod, unready_pods, missing_pods, target_pct, tolerance
-    )
-    return calculation.replicas, calculation.utilization_pct
 
 
 # ---------------------------------------------------------------------------------------------------------------

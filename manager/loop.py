@@ -99,7 +99,6 @@ class Runtime:
         self.graph = build_graph(context, s.checkpoints) if s.manager != "off" else None
         self.waiting: dict[str, tuple[list[str], float]] = self._paused_incidents()
         """incident id -> (its proposed decision ids, the simulated time they expire)."""
-        self.open_incidents: dict[tuple[str, str], str] = {}
         self._planned_for: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------------------------------ loop
@@ -129,26 +128,20 @@ class Runtime:
         self.explained += len(decision.reasons)
         c.step(decision.targets, decision.offload)
         self.metrics.record()
-        self.recorder.record_tick(c, decision.reasons)
+        snapshot = take_snapshot(c) if self.graph is not None else None  # one snapshot a tick, shared
+        self.recorder.record_tick(c, decision.reasons, snapshot)
         reverted = self.schedule.due(c.time_s)
         if reverted is not None:
             self.actuator.weights = reverted
             self._set_weights(reverted, "the change expired")
-        if self.graph is None:
+        if self.graph is None or snapshot is None:
             return
-        snapshot = take_snapshot(c)
         self.recent_violations += (snapshot.violation_rate - self.recent_violations) / 30.0
         if self.slo_watch.pending and self.slo_watch.check(c.time_s, self.recent_violations) and self._before_change is not None:
             self._revert_worse(self._before_change)
         started = self.detectors.observe(snapshot)
         self.reports += started
-        for anomaly in started:
-            key = (anomaly.type, anomaly.target)
-            self.open_incidents[key] = f"inc-{uuid.uuid4().hex[:10]}"
-        if started:
-            incident = self.open_incidents[(started[0].type, started[0].target)]
-            self._run_incident(incident, snapshot)
-        elif self._due_for_review(c.t):
+        if started or self._due_for_review(c.t):  # a new anomaly, or a review of those in force
             self._run_incident(f"inc-{uuid.uuid4().hex[:10]}", snapshot)
         self._resume_answered(c.time_s)
 

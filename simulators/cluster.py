@@ -44,15 +44,6 @@ NODE_STATE_NAMES = ("off", "booting", "on", "failed")
 TIERS = ("edge", "cloud")
 ROUTINGS = ("replicas", "least-loaded")
 SERVICE_KINDS = ("cpu", "gpu")
-EVENT_TYPES = (
-    "traffic_spike",
-    "node_failure",
-    "node_recovery",
-    "straggler",
-    "network_degradation",
-    "cold_start_storm",
-    "price_change",
-)
 
 LATENCY_GRID_MS = np.geomspace(1.0, 600_000.0, 96)
 """Latency points (ms) at which per-service latency distributions are evaluated for percentiles."""
@@ -213,7 +204,9 @@ class Cluster:
         self.initially_on = np.array([n.initially_on for n in nodes], dtype=bool)
         self.tier_latency_ms = np.asarray(self.config.tier_latency_ms, dtype=f)[self.tier]
 
-        self.kind = np.array([SERVICE_KINDS.index(s.kind) for s in services], dtype=np.int8)
+        unknown = sorted({s.kind for s in services} - set(SERVICE_KINDS))
+        if unknown:
+            raise ValueError(f"service kind must be one of {', '.join(SERVICE_KINDS)}, got {', '.join(unknown)}")
         self.work_ms = np.array([s.work_ms for s in services], dtype=f)
         self.slo_ms = np.array([s.slo_ms for s in services], dtype=f)
         self.cold_start_ticks = np.maximum(1, np.ceil(np.array([s.cold_start_s for s in services]) / self.tick_s)).astype(np.int64)

@@ -43,7 +43,7 @@ import numpy as np
 from pettingzoo import ParallelEnv
 
 from simulators.cluster import NODE_FAILED, NODE_ON, NODE_STATE_NAMES, TIERS, Cluster
-from simulators.rewards import REWARD_COMPONENTS, RewardWeights
+from simulators.rewards import REWARD_COMPONENTS, RewardWeights, combine
 from simulators.scenarios import Scenario, compile_scenario, load_scenario
 
 ENV_NAME = "ama_cluster_v1"
@@ -93,7 +93,6 @@ class ClusterEnv(ParallelEnv):
         self.weights = weights or RewardWeights()
         self.possible_agents = list(self.cluster.node_names)
         self.agents: list[str] = []
-        self._agent_index = {a: i for i, a in enumerate(self.possible_agents)}
         n, s = self.cluster.n_nodes, self.cluster.n_services
         self.n_nodes, self.n_services = n, s
         self._obs_space = gymnasium.spaces.Dict(
@@ -205,7 +204,7 @@ class ClusterEnv(ParallelEnv):
         offload = np.where(offload_ok, OFFLOAD_LEVELS[offload_idx], 0.0)
         c.step(target, offload)
         self._reward_terms()
-        rewards = self._terms @ self.weights.as_array()
+        rewards = combine(self._terms, self.weights)
         self._observe()
         return self._obs, self._mask, rewards, self._terms, c.t >= self.max_ticks
 

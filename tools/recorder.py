@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from simulators.cluster import Cluster
 from simulators.rewards import RewardWeights
-from simulators.snapshot import take_snapshot
+from simulators.snapshot import ClusterSnapshot, take_snapshot
 from tools.catalog import ToolArgumentError, ToolCall, parse_call
 from tools.decision_log import DecisionLog
 
@@ -43,9 +43,10 @@ class DecisionRecorder:
         self.weights = weights
         self._weights_json = json.dumps(weights.as_dict())
 
-    def record_tick(self, cluster: Cluster, actions: Iterable[Explained]) -> None:
+    def record_tick(self, cluster: Cluster, actions: Iterable[Explained], snapshot: ClusterSnapshot | None = None) -> None:
         """After the cluster stepped: log the tick's actions (``failed`` where a node's count fell short of the
-        target, e.g. for lack of room) and, every ``sample_every`` ticks, a metric sample."""
+        target, e.g. for lack of room) and, every ``sample_every`` ticks, a metric sample (from ``snapshot`` when the
+        caller already took this tick's)."""
         tick, time_s = cluster.t, cluster.time_s
         replicas = None
         for a in actions:
@@ -72,7 +73,7 @@ class DecisionRecorder:
             )
             self.rows += 1
         if self.sample_every and tick % self.sample_every == 0:
-            self.log.sample(self.run_id, take_snapshot(cluster))
+            self.log.sample(self.run_id, snapshot or take_snapshot(cluster))
 
     def record_call(self, cluster: Cluster, actor: str, name: str, arguments: dict[str, Any] | str, **state: Any) -> ToolCall | None:
         """Validate a tool call (tools.catalog.parse_call, with ``state`` as its current_replicas / current_weights /

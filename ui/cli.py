@@ -187,7 +187,7 @@ def run(
     from the decision log (ama approve / ama reject, or the console). Safe to kill and start again."""
     import time
 
-    from manager.llm import LLMPlanner, LLMSettings
+    from manager.llm import LLMPlanner, LLMSettings, describe_server
     from manager.loop import Runtime, RuntimeSettings
 
     if manager not in ("rule", "llm", "off"):
@@ -200,7 +200,10 @@ def run(
             approval_timeout_s=approval_timeout_s, auto_approve=auto_approve,
             checkpoints=checkpoints or (log.url if log.url.startswith("postgresql") else ".ama/checkpoints.db"),
         )  # fmt: skip
-        runtime = Runtime(settings, log, planner=LLMPlanner(LLMSettings.from_env()) if manager == "llm" else None)
+        llm = LLMSettings.from_env() if manager == "llm" else None
+        runtime = Runtime(settings, log, planner=LLMPlanner(llm) if llm else None)
+        if llm:
+            err.print(f"manager planner: {describe_server(llm)} (the rule planner takes over whenever it fails)", highlight=False)
     except (InputError, TransientError) as exc:
         fail(str(exc))
     started = time.monotonic()

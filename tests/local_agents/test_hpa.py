@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from local_agents.hpa import HPA, HPADecision, HPASettings, NoMetricsError, calculate_replicas, replica_calc
+from local_agents.hpa import HPA, HPADecision, HPASettings, NoMetricsError, calculate_replicas
 from simulators.errors import ConfigError
 
 REQUEST_M = 100
@@ -15,7 +15,8 @@ REQUEST_M = 100
 
 
 def calc(current: int, ready: int, usage: float, target_pct: int, unready: int = 0, missing: int = 0) -> tuple[int, int]:
-    return replica_calc(current, ready, usage, REQUEST_M, unready, missing, target_pct, 0.1)
+    result = calculate_replicas(current, ready, usage, REQUEST_M, unready, missing, target_pct, 0.1)
+    return result.replicas, result.utilization_pct
 
 
 def run(
