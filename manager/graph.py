@@ -16,6 +16,7 @@ idempotent per request id, so an action is applied once even if ``apply`` runs a
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,8 @@ class ManagerContext:
     on_weights: Callable[[RewardWeights, float | None, str], None] | None = None
     preview: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None
     """Forks the cluster and predicts the high-risk calls' effect (manager.whatif), for the operator."""
+    node_seconds: dict[str, float] | None = None
+    """When set, each node adds the seconds it spent here (the graph's own overhead is the rest; manager.bench)."""
 
 
 def build_graph(context: ManagerContext, checkpoint_path: str | Path | None = None) -> Any:
@@ -86,7 +89,7 @@ def build_graph(context: ManagerContext, checkpoint_path: str | Path | None = No
     nodes = _Nodes(context)
     graph = StateGraph(ManagerState)
     for name in ("observe", "detect", "diagnose", "plan", "guard", "apply", "propose", "gate", "apply_approved", "record"):
-        graph.add_node(name, getattr(nodes, name))
+        graph.add_node(name, _timed(name, getattr(nodes, name), context.node_seconds))
     graph.add_edge(START, "observe")
     graph.add_edge("observe", "detect")
     graph.add_conditional_edges("detect", lambda s: "diagnose" if s.get("anomalies") else END, ["diagnose", END])
@@ -94,12 +97,12 @@ def build_graph(context: ManagerContext, checkpoint_path: str | Path | None = No
         ("diagnose", "plan"),
         ("plan", "guard"),
         ("guard", "apply"),
-        ("apply", "propose"),
         ("propose", "gate"),
         ("gate", "apply_approved"),
         ("apply_approved", "record"),
     ):
         graph.add_edge(a, b)
+    graph.add_conditional_edges("apply", lambda s: "propose" if s["plan"].get("high_risk") else "record", ["propose", "record"])
     graph.add_edge("record", END)
     return graph.compile(checkpointer=checkpointer(checkpoint_path) if checkpoint_path else None)
 
@@ -133,7 +136,24 @@ def postgres_checkpointer(url: str) -> Any:
 def sqlite_checkpointer(path: str | Path) -> SqliteSaver:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return SqliteSaver(sqlite3.connect(str(path), check_same_thread=False))
+    conn = sqlite3.connect(str(path), check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")  # as the decision log: a commit is an append, not a journal rewrite
+    conn.execute("PRAGMA synchronous=NORMAL")  # survives a crash of the process; the OS's crash may lose the last
+    return SqliteSaver(conn)
+
+
+def _timed(name: str, node: Callable[[ManagerState], dict[str, Any]], sink: dict[str, float] | None) -> Any:
+    if sink is None:
+        return node
+
+    def timed(state: ManagerState) -> dict[str, Any]:
+        start = time.perf_counter()
+        try:
+            return node(state)
+        finally:
+            sink[name] = sink.get(name, 0.0) + time.perf_counter() - start
+
+    return timed
 
 
 class _Nodes:

@@ -12,11 +12,13 @@ approved action once.
 from __future__ import annotations
 
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from langgraph.types import Command
 
 from local_agents.registry import make_controller
@@ -24,9 +26,9 @@ from manager import whatif
 from manager.anomalies import Anomaly, Detectors
 from manager.graph import DURABILITY, ManagerContext, build_graph, close_graph, verdicts_from_log
 from manager.guard import SloWatch, WeightSchedule
-from manager.planners import Planner, RulePlanner
+from manager.planners import Planner, RulePlanner, reward_statistics
 from simulators.metrics import RunRecorder
-from simulators.rewards import RewardWeights
+from simulators.rewards import RewardWeights, reward_terms
 from simulators.scenarios import load_scenario
 from simulators.snapshot import take_snapshot
 from tools.decision_log import DecisionLog
@@ -58,6 +60,8 @@ class RuntimeSettings:
     """Keep per-tick series in the run's metrics (the evals need them for recovery times and plots)."""
     preview_horizon_s: float = 300.0
     """Simulated seconds a what-if preview of a high-risk proposal looks ahead."""
+    reward_window: int = 60
+    """Ticks of per-node reward terms summarised for the planner (its "reward reflection")."""
 
 
 @dataclass
@@ -100,6 +104,9 @@ class Runtime:
         self.waiting: dict[str, tuple[list[str], float]] = self._paused_incidents()
         """incident id -> (its proposed decision ids, the simulated time they expire)."""
         self._planned_for: set[tuple[str, str]] = set()
+        self._max_price = float(self.cluster.base_price_per_h.max())
+        self.recent_terms: deque = deque(maxlen=s.reward_window)
+        """Per-node reward terms of the last ticks: what the local agents are being rewarded for, for the planner."""
 
     # ------------------------------------------------------------------------------------------ loop
     def run(self) -> dict[str, Any]:
@@ -136,6 +143,7 @@ class Runtime:
             self._set_weights(reverted, "the change expired")
         if self.graph is None or snapshot is None:
             return
+        self.recent_terms.append(reward_terms(c, self._max_price))
         self.recent_violations += (snapshot.violation_rate - self.recent_violations) / 30.0
         if self.slo_watch.pending and self.slo_watch.check(c.time_s, self.recent_violations) and self._before_change is not None:
             self._revert_worse(self._before_change)
@@ -163,6 +171,7 @@ class Runtime:
             "snapshot": snapshot.to_dict(),
             "anomalies": [a.as_dict() for a in self.detectors.active.values()],
             "weights": self.schedule.current.as_dict(),
+            "reward_stats": reward_statistics(np.stack(self.recent_terms)) if self.recent_terms else {},
             "current_replicas": replicas,
         }
         config = {"configurable": {"thread_id": incident}}

@@ -43,7 +43,7 @@ import numpy as np
 from pettingzoo import ParallelEnv
 
 from simulators.cluster import NODE_FAILED, NODE_ON, NODE_STATE_NAMES, TIERS, Cluster
-from simulators.rewards import REWARD_COMPONENTS, RewardWeights, combine
+from simulators.rewards import REWARD_COMPONENTS, RewardWeights, combine, reward_terms
 from simulators.scenarios import Scenario, compile_scenario, load_scenario
 
 ENV_NAME = "ama_cluster_v1"
@@ -228,7 +228,6 @@ class ClusterEnv(ParallelEnv):
             axis=1,
         ).astype(np.float32)
         self._node_cloud = (c.tier == 1).astype(np.float32)
-        self._ones_s = np.ones(self.n_services)
 
     def _observe(self) -> None:
         c, o, obs = self.cluster, self.cluster.out, self._obs
@@ -273,22 +272,7 @@ class ClusterEnv(ParallelEnv):
         self._mask[:] = _MASK_TABLE[codes].reshape(self.n_nodes, -1)
 
     def _reward_terms(self) -> None:
-        c, o, terms = self.cluster, self.cluster.out, self._terms
-        ones = self._ones_s
-        served = o.served @ ones
-        finished = served + o.drops @ ones
-        latency_ratio = np.minimum(o.latency_ms / c.slo_ms, 4.0)
-        terms[:, 0] = -((o.served * latency_ratio) @ ones) / np.maximum(served, 1e-9) / 4.0
-        terms[:, 1] = -(o.violations @ ones) / np.maximum(finished, 1e-9)
-        reserved_cpu = (c.warm + c.booting) @ c.svc_cpu
-        busy_cpu = o.busy_replicas @ c.svc_cpu
-        terms[:, 2] = np.minimum(busy_cpu / np.maximum(reserved_cpu, 1e-9), 1.0)
-        dynamic = c.power_peak - c.power_idle
-        powered = o.node_power_w > 0
-        terms[:, 3] = -np.where(powered, (o.node_power_w - c.power_idle) / np.maximum(dynamic, 1e-9), 0.0)
-        price = c.base_price_per_h * c.price_factor / self._max_price
-        terms[:, 4] = -np.minimum(reserved_cpu / c.cpus, 1.0) * price
-        terms[:, 5] = -np.minimum((o.replica_changes @ ones) / self.n_services, 1.0)
+        reward_terms(self.cluster, self._max_price, into=self._terms)
 
     def _obs_dicts(self) -> dict[str, dict[str, Any]]:
         """Per-agent observations: views of one copy of this tick's observation array (the batch array is

@@ -10,8 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from simulators.cluster import Cluster
 
 REWARD_COMPONENTS: tuple[str, ...] = ("latency", "sla", "utilization", "energy", "cost", "churn")
 """Names of the reward components, in the order used by arrays, observations and the env's reward terms."""
@@ -87,3 +91,27 @@ def combine(terms: np.ndarray, weights: RewardWeights | np.ndarray) -> np.ndarra
     """Reward per agent from terms of shape (agents, components): ``terms @ w``."""
     w = weights.as_array() if isinstance(weights, RewardWeights) else weights
     return terms @ w
+
+
+def reward_terms(cluster: Cluster, max_price_per_h: float, into: np.ndarray | None = None) -> np.ndarray:
+    """Each node's reward terms for the tick the cluster just stepped, shape (nodes, components), every term "higher
+    is better" in [-1, 1]. ``max_price_per_h`` scales the cost term (the priciest node of the scenario's catalog).
+    Called by the env every step (into its own array) and by the manager's runtime for its reward statistics."""
+    c, o = cluster, cluster.out
+    terms = np.zeros((c.cpus.shape[0], len(REWARD_COMPONENTS))) if into is None else into
+    ones = np.ones(c.warm.shape[1])  # row sums as products: faster than sum(axis=1) on small arrays
+    served = o.served @ ones
+    finished = served + o.drops @ ones
+    latency_ratio = np.minimum(o.latency_ms / c.slo_ms, 4.0)
+    terms[:, 0] = -((o.served * latency_ratio) @ ones) / np.maximum(served, 1e-9) / 4.0
+    terms[:, 1] = -(o.violations @ ones) / np.maximum(finished, 1e-9)
+    reserved_cpu = (c.warm + c.booting) @ c.svc_cpu
+    busy_cpu = o.busy_replicas @ c.svc_cpu
+    terms[:, 2] = np.minimum(busy_cpu / np.maximum(reserved_cpu, 1e-9), 1.0)
+    dynamic = c.power_peak - c.power_idle
+    powered = o.node_power_w > 0
+    terms[:, 3] = -np.where(powered, (o.node_power_w - c.power_idle) / np.maximum(dynamic, 1e-9), 0.0)
+    price = c.base_price_per_h * c.price_factor / max(max_price_per_h, 1e-9)
+    terms[:, 4] = -np.minimum(reserved_cpu / c.cpus, 1.0) * price
+    terms[:, 5] = -np.minimum((o.replica_changes @ ones) / max(c.warm.shape[1], 1), 1.0)
+    return terms

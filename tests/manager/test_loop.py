@@ -130,3 +130,24 @@ def test_weights_are_reverted_when_slos_get_worse_after_a_change(tmp_path: Path)
     log.flush(force=True)
     rows = [r for r in log.decisions(run_id=runtime.run_id, actor="manager", limit=100) if "reverted the weights" in r.explanation]
     assert len(rows) == 1 and "SLA violations rose" in rows[0].explanation
+
+
+def test_the_planner_sees_the_agents_reward_statistics_from_the_recent_window(tmp_path: Path) -> None:
+    from manager.planners import RulePlanner
+    from simulators.rewards import REWARD_COMPONENTS
+
+    seen: list[dict[str, dict[str, float]]] = []
+
+    class Recording(RulePlanner):
+        def plan(self, diagnosis, weights, reward_stats, snapshot):  # type: ignore[no-untyped-def]
+            seen.append(reward_stats)
+            return super().plan(diagnosis, weights, reward_stats, snapshot)
+
+    log = DecisionLog(f"sqlite:///{tmp_path / 'log.db'}")
+    Runtime(settings(tmp_path, ticks=200), log, planner=Recording()).run()
+    assert seen, "the spike opened no incident"
+    stats = seen[0]
+    assert set(stats) == set(REWARD_COMPONENTS)
+    for name, row in stats.items():
+        assert -1.0 <= row["min"] <= row["mean"] <= row["max"] <= 1.0, name
+    assert stats["sla"]["min"] < 0.0  # the spike made some node miss its SLO in the window before the incident
