@@ -105,14 +105,11 @@ class ClusterEnv(ParallelEnv):
         self._obs_spaces = {a: self._obs_space for a in self.possible_agents}
         self._act_spaces = {a: self._act_space for a in self.possible_agents}
         self.state_space = gymnasium.spaces.Box(-1.0, 10.0, shape=(n * s * N_FEATURES + N_GLOBAL,), dtype=np.float32)
-        self._obs = np.zeros((n, s, N_FEATURES), dtype=np.float32)
-        self._codes = np.zeros((n, s + 1), dtype=np.int64)
-        """Action masks as bit patterns: bit k of row d is set when choice k of action dimension d is allowed."""
-        self._mask = np.zeros((n, SCALE_CHOICES * (s + 1)), dtype=np.int8)
+        self.observer = Observer(self.cluster)
+        self._obs, self._codes, self._mask = self.observer.obs, self.observer.codes, self.observer.mask
         self._terms = np.zeros((n, len(REWARD_COMPONENTS)))
         self._masked = np.zeros(n, dtype=np.int64)
-        self._max_price = max(float(self.cluster.base_price_per_h.max()), 1e-9)
-        self._static_features()
+        self._hold_row = np.array([HOLD] * s + [0], dtype=np.int64)
 
     # ------------------------------------------------------------------------------------------ PettingZoo API
     def observation_space(self, agent: str) -> gymnasium.spaces.Dict:
@@ -183,29 +180,18 @@ class ClusterEnv(ParallelEnv):
             self.cluster.reset()
         self._masked[:] = 0
         self._terms[:] = 0.0
-        self._obs[:, :, 10:13] = self._svc_static
-        self._obs[:, :, 15] = self._node_cloud[:, None]
-        self.set_reward_weights(self.weights)
-        self._observe()
+        self.observer.reset(self.cluster, self.weights)
         return self._obs, self._mask
 
     def step_arrays(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
         """One tick for all agents. ``actions`` (N, S+1) int: a scale choice per service, then an offload level.
         Returns (observations, masks, rewards (N,), reward terms (N, components), truncated)."""
         c = self.cluster
-        s = self.n_services
-        scale = actions[:, :s]
-        allowed = ((self._codes[:, :s] >> scale) & 1).astype(bool)
-        offload_idx = actions[:, s]
-        offload_ok = ((self._codes[:, s] >> offload_idx) & 1).astype(bool)
-        self._masked = s - allowed @ np.ones(s, dtype=np.int64) + ~offload_ok
-        delta = np.where(allowed, _DELTA[scale], 0.0)
-        target = c.replicas() + delta if delta.any() else None
-        offload = np.where(offload_ok, OFFLOAD_LEVELS[offload_idx], 0.0)
+        target, offload, self._masked = self.observer.translate(c, actions)
         c.step(target, offload)
         self._reward_terms()
         rewards = combine(self._terms, self.weights)
-        self._observe()
+        self.observer.observe(c)
         return self._obs, self._mask, rewards, self._terms, c.t >= self.max_ticks
 
     def set_reward_weights(self, weights: RewardWeights) -> None:
@@ -213,24 +199,62 @@ class ClusterEnv(ParallelEnv):
         if not isinstance(weights, RewardWeights):
             raise TypeError(f"expected RewardWeights, got {type(weights).__name__}")
         self.weights = weights
-        self._obs[:, :, _W0:] = np.minimum(weights.as_array(), 10.0)
+        self.observer.set_weights(weights)
 
     # ------------------------------------------------------------------------------------------ internals
-    def _static_features(self) -> None:
-        c = self.cluster
-        self._hold_row = np.array([HOLD] * self.n_services + [0], dtype=np.int64)
-        self._svc_static = np.stack(
-            [
-                np.log10(c.slo_ms) / 4.0,
-                np.minimum(np.array([sv.cold_start_s for sv in c.config.services]) / 60.0, 10.0),
-                np.log10(c.work_ms) / 4.0,
-            ],
-            axis=1,
-        ).astype(np.float32)
-        self._node_cloud = (c.tier == 1).astype(np.float32)
+    def _reward_terms(self) -> None:
+        reward_terms(self.cluster, self.observer.max_price, into=self._terms)
 
-    def _observe(self) -> None:
-        c, o, obs = self.cluster, self.cluster.out, self._obs
+    def _obs_dicts(self) -> dict[str, dict[str, Any]]:
+        """Per-agent observations: views of one copy of this tick's observation array (the batch array is
+        overwritten next tick) and the mask as a tuple with one int8 array per action dimension, as gymnasium's
+        MultiDiscrete.sample(mask=...) takes. A mask row is one of 16 shared read-only arrays, one per pattern."""
+        rows = operator.itemgetter(*self._codes.reshape(-1).tolist())(_MASK_PATTERNS)
+        masks = zip(*[iter(rows)] * (self.n_services + 1), strict=True)
+        return {a: {"observation": ob, "action_mask": m} for a, ob, m in zip(self.agents, list(self._obs.copy()), masks, strict=True)}
+
+
+_DELTA = np.array([-1.0, 0.0, 1.0, 1.0])
+"""Replica change of each scale choice (down, hold, up, pre-warm)."""
+
+_MASK_TABLE = np.array([[(code >> k) & 1 for k in range(SCALE_CHOICES)] for code in range(1 << SCALE_CHOICES)], dtype=np.int8)
+"""Row ``code``: the int8 mask of one action dimension whose allowed choices are the set bits of ``code``."""
+_MASK_PATTERNS = list(_MASK_TABLE)
+for _pattern in _MASK_PATTERNS:
+    _pattern.flags.writeable = False
+
+
+
+class Observer:
+    """Every node's observation rows and action masks for one cluster, in place. Used by ClusterEnv (each step) and
+    by the MARL controller (local_agents.marl), which acts on a live cluster outside any env: one piece of code for
+    what a node agent sees and may do."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        n, s = cluster.n_nodes, cluster.n_services
+        self.n_nodes, self.n_services = n, s
+        self.obs = np.zeros((n, s, N_FEATURES), dtype=np.float32)
+        self.codes = np.zeros((n, s + 1), dtype=np.int64)
+        """Action masks as bit patterns: bit k of row d is set when choice k of action dimension d is allowed."""
+        self.mask = np.zeros((n, SCALE_CHOICES * (s + 1)), dtype=np.int8)
+        self.max_price = max(float(cluster.base_price_per_h.max()), 1e-9)
+
+    def reset(self, cluster: Cluster, weights: RewardWeights) -> None:
+        """Fill the features that do not change during a run, the weights, and observe the cluster's current state."""
+        services = cluster.config.services
+        self.obs[:, :, 10] = np.log10(cluster.slo_ms) / 4.0
+        self.obs[:, :, 11] = np.minimum(np.array([sv.cold_start_s for sv in services]) / 60.0, 10.0)
+        self.obs[:, :, 12] = np.log10(cluster.work_ms) / 4.0
+        self.obs[:, :, 15] = (cluster.tier == 1)[:, None]
+        self.set_weights(weights)
+        self.observe(cluster)
+
+    def set_weights(self, weights: RewardWeights) -> None:
+        self.obs[:, :, _W0:] = np.minimum(weights.as_array(), 10.0)
+
+    def observe(self, c: Cluster) -> None:
+        """This tick's observations and masks (after ``c.step``)."""
+        o, obs = c.out, self.obs
         warm, booting = c.warm, c.booting
         capacity = c.capacity_rps() * c.tick_s
         inv_cap = 1.0 / np.maximum(capacity, 1e-9)
@@ -257,41 +281,33 @@ class ClusterEnv(ParallelEnv):
         obs[:, :, 16] = on[:, None]
         obs[:, :, 17] = np.minimum(c.slowdown - 1.0, 10.0)[:, None]
         obs[:, :, 18] = np.minimum(c.net_extra_ms / 100.0, 10.0)[:, None]
-        obs[:, :, 19] = np.minimum(c.base_price_per_h * c.price_factor / self._max_price, 10.0)[:, None]
+        obs[:, :, 19] = np.minimum(c.base_price_per_h * c.price_factor / self.max_price, 10.0)[:, None]
         obs[:, :, 20] = ((replicas @ c.svc_mem_mb) / c.mem_mb_cap)[:, None]
         obs[:, :, 21] = c.offload[:, None]
 
         # masks: [down, hold, up, prewarm] per service, then offload levels
         has = replicas > 0
         can_add = (room > 0) & (svc_replicas < c.max_replicas)
-        codes = self._codes
+        codes = self.codes
         codes[:, :-1] = (
             (1 << HOLD) + ((has & (svc_replicas > c.min_replicas)) << DOWN) + ((has & can_add) << UP) + ((~has & can_add) << PREWARM)
         )
         codes[:, -1] = 1 + on * 0b1110
-        self._mask[:] = _MASK_TABLE[codes].reshape(self.n_nodes, -1)
+        self.mask[:] = _MASK_TABLE[codes].reshape(self.n_nodes, -1)
 
-    def _reward_terms(self) -> None:
-        reward_terms(self.cluster, self._max_price, into=self._terms)
-
-    def _obs_dicts(self) -> dict[str, dict[str, Any]]:
-        """Per-agent observations: views of one copy of this tick's observation array (the batch array is
-        overwritten next tick) and the mask as a tuple with one int8 array per action dimension, as gymnasium's
-        MultiDiscrete.sample(mask=...) takes. A mask row is one of 16 shared read-only arrays, one per pattern."""
-        rows = operator.itemgetter(*self._codes.reshape(-1).tolist())(_MASK_PATTERNS)
-        masks = zip(*[iter(rows)] * (self.n_services + 1), strict=True)
-        return {a: {"observation": ob, "action_mask": m} for a, ob, m in zip(self.agents, list(self._obs.copy()), masks, strict=True)}
-
-
-_DELTA = np.array([-1.0, 0.0, 1.0, 1.0])
-"""Replica change of each scale choice (down, hold, up, pre-warm)."""
-
-_MASK_TABLE = np.array([[(code >> k) & 1 for k in range(SCALE_CHOICES)] for code in range(1 << SCALE_CHOICES)], dtype=np.int8)
-"""Row ``code``: the int8 mask of one action dimension whose allowed choices are the set bits of ``code``."""
-_MASK_PATTERNS = list(_MASK_TABLE)
-for _pattern in _MASK_PATTERNS:
-    _pattern.flags.writeable = False
-
+    def translate(self, c: Cluster, actions: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+        """Actions (N, S+1) under the current masks -> (replica targets or None when nothing changes, offload shares,
+        masked actions per node). A masked action is taken as hold (offload: 0)."""
+        s = self.n_services
+        scale = actions[:, :s]
+        allowed = ((self.codes[:, :s] >> scale) & 1).astype(bool)
+        offload_idx = actions[:, s]
+        offload_ok = ((self.codes[:, s] >> offload_idx) & 1).astype(bool)
+        masked = s - allowed @ np.ones(s, dtype=np.int64) + ~offload_ok
+        delta = np.where(allowed, _DELTA[scale], 0.0)
+        target = c.replicas() + delta if delta.any() else None
+        offload = np.where(offload_ok, OFFLOAD_LEVELS[offload_idx], 0.0)
+        return target, offload, masked
 
 def _info(latency: float, sla: float, utilization: float, energy: float, cost: float, churn: float, masked: int) -> dict[str, Any]:
     """One agent's info: its named reward terms and how many of its actions were masked (taken as hold)."""
