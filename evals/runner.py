@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.metrics import check_expectations, downsample, recovery_threshold, run_metrics
+from local_agents.controllers import Controller
 from local_agents.registry import make_controller
 from simulators.errors import InputError
 from simulators.metrics import RunRecorder
@@ -106,17 +107,24 @@ def run_one(task: RunTask) -> dict[str, Any]:
 
 
 def _run_local(scenario: Any, name: str, task: RunTask) -> tuple[RunRecorder, int, None]:
-    cluster = scenario.make_cluster()
     controller = make_controller(name, placement=task.placement, seed=task.seed)
+    recorder, explained = run_controller(scenario, controller)
+    return recorder, explained, None
+
+
+def run_controller(scenario: Any, controller: Controller, keep_series: bool = True) -> tuple[RunRecorder, int]:
+    """A compiled scenario run to its end under one local controller: (its metrics recorder, actions explained).
+    Also used by the MARL trainer's periodic evaluation."""
+    cluster = scenario.make_cluster()
     controller.reset(cluster)
-    recorder = RunRecorder(cluster, keep_series=True)
+    recorder = RunRecorder(cluster, keep_series=keep_series)
     explained = 0
     for _ in range(cluster.horizon):
         decision = controller.act(cluster)
         explained += len(decision.reasons)
         cluster.step(decision.targets, decision.offload)
         recorder.record()
-    return recorder, explained, None
+    return recorder, explained
 
 
 def _run_with_manager(scenario: Any, local: str, manager: str, task: RunTask) -> tuple[RunRecorder, int, dict[str, Any]]:

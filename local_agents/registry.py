@@ -27,6 +27,15 @@ def _oracle(params: dict[str, str], placement: str, seed: int) -> Controller:
     return OracleController(OracleSettings.from_params(params), seed)
 
 
+def _marl(params: dict[str, str], placement: str, seed: int) -> Controller:
+    from local_agents.marl import MarlController  # loads the policy file only when asked for
+
+    unknown = sorted(set(params) - {"policy"})
+    if unknown:
+        raise ConfigError(f"marl: unknown parameters {', '.join(unknown)} (takes policy=PATH)")
+    return MarlController(params.get("policy"), seed=seed)
+
+
 def _hpa(params: dict[str, str], placement: str, seed: int) -> Controller:
     return HPAController(HPASettings.from_params(params), placement, seed)
 
@@ -56,6 +65,7 @@ BUILDERS: dict[str, Builder] = {
     "keepalive20": _keepalive("keepalive20"),
     "hybrid": _keepalive("hybrid"),
     "oracle": _oracle,
+    "marl": _marl,
 }
 
 

@@ -51,7 +51,7 @@ class DecisionRecorder:
         replicas = None
         for a in actions:
             status, result = "applied", None
-            if a.node is not None and a.after > a.before:
+            if a.node is not None and a.action != "offload" and a.after > a.before:
                 if replicas is None:
                     replicas = cluster.replicas()
                 got = int(replicas[cluster.node_names.index(a.node), cluster.service_names.index(a.service)])

@@ -306,6 +306,47 @@ def llm_serve(
     raise typer.Exit(subprocess.call(plan.argv))
 
 
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option(help="Folder for checkpoint.pt, curves.csv/png and policy.npz.")] = Path("runs/marl"),
+    agent_steps: Annotated[int, typer.Option(min=1, help="Train until this many agent-steps (one node, one tick).")] = 20_000_000,
+    seed: Annotated[int, typer.Option(help="Seed of the networks, the curriculum and the sampled weights.")] = 0,
+    envs: Annotated[int, typer.Option(min=1, help="Environments stepped side by side.")] = 6,
+    resume: Annotated[Path | None, typer.Option(help="Continue from this checkpoint.pt (--agent-steps sets the new total).")] = None,
+    eval_every: Annotated[int, typer.Option(min=0, help="Iterations between evaluations on held-out seeds (0: never).")] = 20,
+    device: Annotated[str, typer.Option(help="auto (a GPU when present), cpu or cuda.")] = "auto",
+    settings: Annotated[Path | None, typer.Option(help="JSON file of TrainSettings fields (local_agents.mappo) to override.")] = None,
+    ship: Annotated[bool, typer.Option(help="Also copy the final policy over the shipped default, with its provenance.")] = False,
+) -> None:
+    """Train the node agents' shared policy with weight-conditioned MAPPO (centralized critic) over the scenario
+    curriculum; checkpoints every 10 iterations, resumable, learning curves as CSV and PNG."""
+    from local_agents.mappo import Trainer, TrainSettings, load_settings_file, ship_policy
+
+    try:
+        if resume is not None:
+            trainer = Trainer.resume(resume, total_agent_steps=agent_steps)
+        else:
+            values = load_settings_file(settings) if settings else {}
+            values.update(out=out, total_agent_steps=agent_steps, seed=seed, envs=envs, eval_every=eval_every, device=device)
+            trainer = Trainer(TrainSettings.from_dict(values))
+    except InputError as exc:
+        fail(str(exc))
+    gc.freeze()
+    with progress_bar("agent-steps") as progress:
+        task = progress.add_task("train", total=trainer.settings.total_agent_steps, completed=trainer.agent_steps)
+
+        def report(done: int, total: int, line: str) -> None:
+            progress.update(task, completed=min(done, total), description=f"train: {line}")
+            if not err.is_terminal:
+                err.print(f"{done:,}/{total:,} agent-steps: {line}", highlight=False, soft_wrap=True)
+
+        trainer.progress = report
+        summary = trainer.train()
+    if ship:
+        summary["shipped"] = str(ship_policy(trainer.settings.out / "policy.npz", " ".join(["ama", *sys.argv[1:]])))
+    typer.echo(json.dumps(summary, indent=2))
+
+
 @app.command(name="eval")
 def eval_suite(
     suite: Annotated[str, typer.Option(help="Scenario suite: the scenarios whose 'suites' list it (smoke, standard).")] = "smoke",

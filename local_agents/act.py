@@ -1,0 +1,202 @@
+"""Fast inference of the node agents' shared policy, in numpy: one batched call decides for every node of a cluster.
+Called by the MARL controller (local_agents.marl) every tick and by ``python -m local_agents.act`` (latency bench);
+reads the ``.npz`` policy that ``local_agents.mappo`` exports (the actor's weights, the feature layout it was trained
+on, per-feature reference values and its provenance). Also explains each action from the features that drove it.
+
+The actor (the same maths as ``mappo.Actor``): every (node, service) row of ``OBS_FEATURES`` goes through a
+two-layer tanh MLP; a node's context is the mean and the max of its rows; each service's scale logits come from
+[row, context], the node's offload logits from the context. Masked choices get -inf.
+
+Explanations are occlusion attributions: a feature's share of an action is how much the chosen choice's lead over
+"hold" (or over the current offload level) falls when that feature is replaced by its reference value (its mean in
+training). One extra batched forward pass per node that acted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simulators.env import HOLD, N_FEATURES, OBS_FEATURES, SCALE_CHOICES
+from simulators.errors import InputError
+
+POLICY_FORMAT = "ama-marl-policy/1"
+DEFAULT_POLICY = Path(__file__).parent / "policies" / "default.npz"
+ARRAYS = ("w1", "b1", "w2", "b2", "w_scale", "b_scale", "w_offload", "b_offload", "reference")
+
+FEATURE_WORDS = {
+    "cell_warm": "warm replicas here", "cell_booting": "replicas booting here", "cell_backlog": "backlog here",
+    "cell_load": "load over capacity here", "cell_latency": "latency over SLO here", "cell_violations": "SLO misses here",
+    "cell_drops": "drops here", "cell_room": "room for replicas", "svc_replicas": "service replicas over max",
+    "svc_load": "service load over capacity", "svc_slo": "SLO", "svc_cold_start": "cold-start time", "svc_work": "work per request",
+    "svc_cold_now": "cold starts now", "node_util": "node utilization", "node_cloud": "cloud tier", "node_on": "node on",
+    "node_slowdown": "node slowdown", "node_net_extra": "added network latency", "node_price": "relative price",
+    "node_mem": "memory used", "node_offload": "current offload",
+}  # fmt: skip
+
+
+class PolicyError(InputError):
+    """A policy file that is missing, corrupted or incompatible with this version's observations."""
+
+
+@dataclass
+class Policy:
+    """The actor's weights as float32 numpy arrays, plus where they came from."""
+
+    w1: np.ndarray
+    b1: np.ndarray
+    w2: np.ndarray
+    b2: np.ndarray
+    w_scale: np.ndarray
+    b_scale: np.ndarray
+    w_offload: np.ndarray
+    b_offload: np.ndarray
+    reference: np.ndarray
+    """Each feature's mean over training observations (the baseline of the explanations)."""
+    provenance: dict[str, Any]
+    path: Path | None = None
+
+    @property
+    def hidden(self) -> int:
+        return int(self.w1.shape[1])
+
+    # ------------------------------------------------------------------------------------------ inference
+    def logits(self, obs: np.ndarray) -> np.ndarray:
+        """Observations (..., N, S, F) -> logits (..., N, S + 1, 4): S scale rows, then the offload row."""
+        h = np.tanh(obs @ self.w1 + self.b1)
+        h = np.tanh(h @ self.w2 + self.b2)
+        context = np.concatenate([h.mean(axis=-2), h.max(axis=-2)], axis=-1)
+        rows = np.concatenate([h, np.broadcast_to(context[..., None, :], (*h.shape[:-1], context.shape[-1]))], axis=-1)
+        scale = rows @ self.w_scale + self.b_scale
+        offload = context @ self.w_offload + self.b_offload
+        return np.concatenate([scale, offload[..., None, :]], axis=-2)
+
+    def act(self, obs: np.ndarray, mask: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """obs (N, S, F), mask (N, 4(S+1)) -> actions (N, S+1) int64: sampled from the policy with ``rng`` (as it
+        acted in training: a node that should add capacity at a fraction of a replica per tick does so by sampling
+        "up" with that probability), else the most likely choice. Masked choices are never chosen (hold and
+        offload 0 are always allowed)."""
+        logits = self.logits(obs)
+        allowed = mask.reshape(logits.shape).astype(bool)
+        if rng is not None:
+            logits = logits - np.log(-np.log(rng.random(logits.shape, dtype=np.float32) + 1e-12) + 1e-12)  # Gumbel-max
+        return np.where(allowed, logits, -np.inf).argmax(axis=-1)
+
+    # ------------------------------------------------------------------------------------------ explanations
+    def drivers(self, node_obs: np.ndarray, dim: int, choice: int, against: int, top: int = 3) -> list[tuple[str, float, float, float]]:
+        """The features that most drove ``choice`` over ``against`` in action dimension ``dim`` for one node's rows
+        (S, F): [(feature, its value, its reference, share of the lead)], largest first; features of the row that
+        acted (or the node's rows for offload) are occluded one at a time."""
+        service = dim if dim < node_obs.shape[0] else None
+        base = self.logits(node_obs)[dim]
+        lead = float(base[choice] - base[against])
+        occluded = np.repeat(node_obs[None], N_FEATURES, axis=0)
+        for f in range(N_FEATURES):
+            if service is None:
+                occluded[f, :, f] = self.reference[f]
+            else:
+                occluded[f, service, f] = self.reference[f]
+        logits = self.logits(occluded)[:, dim]
+        drops = lead - (logits[:, choice] - logits[:, against])
+        order = np.argsort(-drops)
+        total = float(np.clip(drops, 0.0, None).sum()) or 1.0
+        row = node_obs[service] if service is not None else node_obs.max(axis=0)
+        found = []
+        for f in order[:top]:
+            if drops[f] <= 0:
+                break
+            found.append((OBS_FEATURES[f], float(row[f]), float(self.reference[f]), float(drops[f]) / total))
+        return found
+
+    def explain(self, node_obs: np.ndarray, dim: int, choice: int, against: int = HOLD) -> str:
+        parts = [
+            f"{FEATURE_WORDS.get(name, name.replace('w_', 'weight on '))} {value:.2f} (typically {ref:.2f}, {share:.0%})"
+            for name, value, ref, share in self.drivers(node_obs, dim, choice, against)
+        ]
+        return "driven by " + ", ".join(parts) if parts else "no single feature stood out"
+
+
+# ---------------------------------------------------------------------------------------------- files
+def save_policy(path: Path, arrays: dict[str, np.ndarray], provenance: dict[str, Any]) -> None:
+    """Write the ``.npz`` inference policy (float32 arrays and a JSON header)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = {"format": POLICY_FORMAT, "features": list(OBS_FEATURES), "scale_choices": SCALE_CHOICES, **provenance}
+    with path.open("wb") as handle:
+        np.savez_compressed(handle, header=np.array(json.dumps(header)), **{k: np.asarray(arrays[k], dtype=np.float32) for k in ARRAYS})
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """The policy at ``path`` (default: $AMA_MARL_POLICY, else the shipped one); PolicyError naming the file when it is missing, not a
+    policy, corrupted, or trained on another observation layout."""
+    path = Path(path if path is not None else os.environ.get("AMA_MARL_POLICY") or DEFAULT_POLICY)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(str(data["header"]))
+            arrays = {k: np.asarray(data[k], dtype=np.float32) for k in ARRAYS}
+    except FileNotFoundError:
+        raise PolicyError(f"{path}: no such policy file") from None
+    except KeyError as exc:
+        raise PolicyError(f"{path}: not an AMA policy (missing {exc.args[0]!r})") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as exc:
+        raise PolicyError(f"{path}: corrupted policy file ({type(exc).__name__}: {exc})") from None
+    if header.get("format") != POLICY_FORMAT:
+        raise PolicyError(f"{path}: policy format {header.get('format')!r}, this version reads {POLICY_FORMAT!r}")
+    if header.get("features") != list(OBS_FEATURES):
+        raise PolicyError(f"{path}: trained on other observation features ({len(header.get('features', []))}), retrain with `ama train`")
+    hidden = arrays["w1"].shape[1] if arrays["w1"].ndim == 2 else -1
+    expected = {
+        "w1": (N_FEATURES, hidden), "b1": (hidden,), "w2": (hidden, hidden), "b2": (hidden,),
+        "w_scale": (3 * hidden, SCALE_CHOICES), "b_scale": (SCALE_CHOICES,), "w_offload": (2 * hidden, SCALE_CHOICES),
+        "b_offload": (SCALE_CHOICES,), "reference": (N_FEATURES,),
+    }  # fmt: skip
+    for name, shape in expected.items():
+        if arrays[name].shape != shape:
+            raise PolicyError(f"{path}: {name} has shape {arrays[name].shape}, expected {shape}")
+        if not np.isfinite(arrays[name]).all():
+            raise PolicyError(f"{path}: {name} holds NaN or infinite values")
+    return Policy(**arrays, provenance={k: v for k, v in header.items() if k not in ("features",)}, path=path)
+
+
+# ---------------------------------------------------------------------------------------------- bench
+def latency(policy: Policy, nodes: int, services: int, repeats: int, rng: np.random.Generator) -> dict[str, float]:
+    """Microseconds per batched decision (observations, masks -> sampled actions) for ``nodes`` nodes."""
+    obs = rng.uniform(0.0, 1.0, size=(nodes, services, N_FEATURES)).astype(np.float32)
+    mask = np.ones((nodes, SCALE_CHOICES * (services + 1)), dtype=np.int8)
+    for _ in range(20):
+        policy.act(obs, mask, rng)
+    times = np.empty(repeats)
+    for k in range(repeats):
+        start = time.perf_counter()
+        policy.act(obs, mask, rng)
+        times[k] = time.perf_counter() - start
+    return {"p50_us": float(np.percentile(times, 50) * 1e6), "p99_us": float(np.percentile(times, 99) * 1e6)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Latency of the MARL policy's batched decision (numpy, this CPU).")
+    parser.add_argument("--policy", type=Path, default=None, help="policy .npz (default: the shipped one)")
+    parser.add_argument("--nodes", default="1,1000", help="comma-separated cluster sizes (default: %(default)s)")
+    parser.add_argument("--services", type=int, default=3, help="services per node (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=2000, help="timed decisions per size (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    policy = load_policy(args.policy)
+    rng = np.random.default_rng(0)
+    report = {f"{n}_nodes": latency(policy, int(n), args.services, args.repeats, rng) for n in args.nodes.split(",")}
+    if args.json:
+        print(json.dumps(report))
+        return
+    for name, row in report.items():
+        print(f"{name:>11}: p50 {row['p50_us']:.1f} µs, p99 {row['p99_us']:.1f} µs")
+
+
+if __name__ == "__main__":
+    main()

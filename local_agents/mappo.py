@@ -1,0 +1,619 @@
+"""Weight-conditioned MAPPO for the node agents: centralized training, decentralized execution. Called by
+``ama train`` (ui/cli.py) and the tests; steps ``simulators.env`` through its batch API and writes, under one output
+folder, a resumable checkpoint (``checkpoint.pt``), learning curves (``curves.csv``, ``curves.png``) and the
+inference policy (``policy.npz``, read by local_agents.act and the MARL controller).
+
+CleanRL-style: one settings dataclass, one file, read top to bottom.
+- Actor (decentralized): a node sees only its own (S, F) observation rows; parameters are shared across nodes and
+  across the services on a node (the same row network for every (node, service) cell, a node context pooled over its
+  services), so one policy runs on any cluster size and any number of services. Action masks give masked choices
+  -inf logits, so they are never sampled.
+- Critic (centralized): reads ``env.state()`` — every agent's rows and the cluster aggregates — through a
+  permutation-invariant encoder (rows -> nodes -> cluster), and values each agent from its node, the whole cluster
+  and the aggregates.
+- Weight-conditioned: each episode samples RewardWeights (a Dirichlet around the defaults); the weights are features
+  of every observation row, so a manager's rewrite changes behaviour at the next tick without retraining.
+- Rewards mix the agent's own reward with the cluster's mean (``team_share``): a node with no replicas has no SLO
+  misses of its own, so a purely local reward would pay every node to leave the work to the others.
+- GAE over truncated episodes (the value of the last observation is bootstrapped), clipped policy and value losses,
+  value normalization (running mean and variance of the returns), advantage normalization, entropy bonus, gradient
+  clipping.
+- Curriculum: the scenario files with at most ``max_train_nodes`` nodes (every anomaly type, synthetic workloads and
+  real-trace replays), small clusters first; training seeds start at 1000, so the evals' seeds stay held out.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from local_agents.act import PolicyError, save_policy
+from simulators.env import HOLD, N_FEATURES, N_GLOBAL, SCALE_CHOICES, ClusterEnv
+from simulators.errors import ConfigError
+from simulators.rewards import REWARD_COMPONENTS, RewardWeights, combine, sample_weights
+from simulators.scenarios import REPO_ROOT, SCENARIO_DIR, load_scenario
+
+TRAIN_SEED_BASE = 1000
+"""Training seeds are TRAIN_SEED_BASE + k; the evals use each scenario's own seed + 0..2, so they stay unseen."""
+
+
+@dataclass
+class TrainSettings:
+    out: Path = Path("runs/marl")
+    """Folder for checkpoint.pt, curves.csv, curves.png and policy.npz."""
+    total_agent_steps: int = 20_000_000
+    """Stop after this many agent-steps (one node acting for one tick)."""
+    seed: int = 0
+    envs: int = 6
+    """Environments stepped side by side (each its own scenario, seed and weights)."""
+    rollout_ticks: int = 128
+    epochs: int = 4
+    minibatches: int = 4
+    learning_rate: float = 3e-4
+    anneal_lr: bool = True
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip: float = 0.2
+    value_clip: float = 0.2
+    entropy_coef: float = 0.01
+    value_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    team_share: float = 0.7
+    """Share of an agent's reward that is the cluster's mean reward."""
+    weight_concentration: float = 20.0
+    """Dirichlet concentration of the sampled reward weights around the defaults (higher: closer to them)."""
+    hidden: int = 64
+    max_train_nodes: int = 50
+    small_first: float = 0.2
+    """Share of training spent on clusters of at most 10 nodes before every training scenario."""
+    scenarios: tuple[str, ...] = ()
+    """Scenario files to train on (default: every file under evals/scenarios with at most max_train_nodes nodes)."""
+    eval_every: int = 20
+    """Iterations between evaluations on held-out seeds (0: never)."""
+    eval_scenarios: tuple[str, ...] = ("traffic-spike-small.yaml", "spike-then-failure.yaml")
+    eval_duration_s: float = 900.0
+    threads: int = 2
+    """torch threads for the updates (the 2-core machine: 2); acting uses one."""
+    device: str = "auto"
+    """``auto`` (a GPU when one is present), ``cpu`` or ``cuda``."""
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown training settings: {', '.join(unknown)}")
+        values = dict(values)
+        if "out" in values:
+            values["out"] = Path(values["out"])
+        for key in ("scenarios", "eval_scenarios"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["out"] = str(self.out)
+        return values
+
+
+# ---------------------------------------------------------------------------------------------- networks
+def _layer(inputs: int, outputs: int, gain: float = math.sqrt(2)) -> nn.Linear:
+    layer = nn.Linear(inputs, outputs)
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class Actor(nn.Module):
+    """Rows (..., N, S, F) -> logits (..., N, S + 1, 4); the maths of local_agents.act.Policy.logits."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.l1, self.l2 = _layer(N_FEATURES, hidden), _layer(hidden, hidden)
+        self.scale = _layer(3 * hidden, SCALE_CHOICES, gain=0.01)
+        self.offload = _layer(2 * hidden, SCALE_CHOICES, gain=0.01)
+        with torch.no_grad():  # start close to "hold" and "no offload": an untrained node agent should do little
+            self.scale.bias[HOLD] = 2.0
+            self.offload.bias[0] = 2.0
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.l2(torch.tanh(self.l1(obs))))
+        context = torch.cat([h.mean(dim=-2), h.amax(dim=-2)], dim=-1)
+        rows = torch.cat([h, context.unsqueeze(-2).expand(*h.shape[:-1], context.shape[-1])], dim=-1)
+        return torch.cat([self.scale(rows), self.offload(context).unsqueeze(-2)], dim=-2)
+
+    def export(self) -> dict[str, np.ndarray]:
+        """Weights for numpy (x @ W + b, so transposed)."""
+
+        def arr(t: torch.Tensor) -> np.ndarray:
+            return t.detach().cpu().numpy().astype(np.float32)
+
+        return {
+            "w1": arr(self.l1.weight.T), "b1": arr(self.l1.bias), "w2": arr(self.l2.weight.T), "b2": arr(self.l2.bias),
+            "w_scale": arr(self.scale.weight.T), "b_scale": arr(self.scale.bias),
+            "w_offload": arr(self.offload.weight.T), "b_offload": arr(self.offload.bias),
+        }  # fmt: skip
+
+
+class Critic(nn.Module):
+    """The centralized critic: ``state()`` as (..., N, S, F) rows plus (..., N_GLOBAL) aggregates -> a value per
+    agent (..., N). Pools rows to nodes (mean, max) and nodes to the cluster (mean, max)."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.rows = nn.Sequential(_layer(N_FEATURES, hidden), nn.Tanh(), _layer(hidden, hidden), nn.Tanh())
+        self.head = nn.Sequential(_layer(6 * hidden + N_GLOBAL, hidden), nn.Tanh(), _layer(hidden, 1, gain=1.0))
+
+    def forward(self, obs: torch.Tensor, aggregates: torch.Tensor) -> torch.Tensor:
+        h = self.rows(obs)
+        node = torch.cat([h.mean(dim=-2), h.amax(dim=-2)], dim=-1)
+        cluster = torch.cat([node.mean(dim=-2), node.amax(dim=-2)], dim=-1)
+        shape = node.shape[:-1]
+        joint = torch.cat(
+            [node, cluster.unsqueeze(-2).expand(*shape, cluster.shape[-1]), aggregates.unsqueeze(-2).expand(*shape, N_GLOBAL)], dim=-1
+        )
+        return self.head(joint).squeeze(-1)
+
+
+def masked_distribution(logits: torch.Tensor, mask: torch.Tensor) -> torch.distributions.Categorical:
+    """Categorical over each action dimension with masked choices at a logit of -1e9 (probability 0)."""
+    return torch.distributions.Categorical(logits=torch.where(mask, logits, torch.full_like(logits, -1e9)))
+
+
+class ValueNorm:
+    """Running mean and variance of the value targets (MAPPO's value normalization)."""
+
+    def __init__(self) -> None:
+        self.mean, self.var, self.count = 0.0, 1.0, 1e-4
+
+    def update(self, x: torch.Tensor) -> None:
+        batch_mean, batch_var, n = float(x.mean()), float(x.var(unbiased=False)), x.numel()
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean += delta * n / total
+        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / math.sqrt(self.var + 1e-8)
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return x * math.sqrt(self.var + 1e-8) + self.mean
+
+
+# ---------------------------------------------------------------------------------------------- curriculum
+def training_scenarios(settings: TrainSettings) -> list[tuple[Path, int]]:
+    """(scenario file, node count) of the training set, smallest clusters first."""
+    paths = (
+        [Path(p) if Path(p).is_absolute() else SCENARIO_DIR / p for p in settings.scenarios]
+        if settings.scenarios
+        else sorted(SCENARIO_DIR.glob("*.yaml"))
+    )
+    found = []
+    for path in paths:
+        n = load_scenario(path).make_cluster().n_nodes
+        if n <= settings.max_train_nodes:
+            found.append((path, n))
+    if not found:
+        raise ConfigError(f"no training scenario with at most {settings.max_train_nodes} nodes among {len(paths)} files")
+    return sorted(found, key=lambda item: item[1])
+
+
+class Slot:
+    """One environment of the rollout: its env, the weights of its episode, and its place in the curriculum."""
+
+    def __init__(self, env: ClusterEnv, weights: RewardWeights, seed: int) -> None:
+        self.env, self.weights, self.seed = env, weights, seed
+        self.obs, self.mask = env.reset_arrays(seed)
+        self.episode_return = 0.0
+        self.episode_ticks = 0
+
+
+# ---------------------------------------------------------------------------------------------- trainer
+@dataclass
+class Trainer:
+    settings: TrainSettings
+    progress: Any = None
+    """A callable(done_agent_steps, total, line) for a progress bar; None for silence."""
+    curves: list[dict[str, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        torch.set_num_threads(s.threads)
+        torch.distributions.Distribution.set_default_validate_args(False)  # checks cost more than the tiny forward
+        self.device = torch.device(
+            "cuda" if s.device == "auto" and torch.cuda.is_available() else ("cpu" if s.device == "auto" else s.device)
+        )
+        torch.manual_seed(s.seed)
+        self.rng = np.random.default_rng(s.seed)
+        self.actor, self.critic = Actor(s.hidden).to(self.device), Critic(s.hidden).to(self.device)
+        self.optimizer = torch.optim.Adam([*self.actor.parameters(), *self.critic.parameters()], lr=s.learning_rate, eps=1e-5)
+        self.value_norm = ValueNorm()
+        self.obs_sum, self.obs_count = np.zeros(N_FEATURES), 0
+        self.iteration, self.agent_steps, self.wall_s = 0, 0, 0.0
+        self.episodes_done, self.next_seed = 0, TRAIN_SEED_BASE
+        self.scenarios = training_scenarios(s)
+        self.envs: dict[Path, ClusterEnv] = {}
+        self.slots: list[Slot] = []
+        self.hpa_reference: dict[str, list[float]] = {}
+
+    # -------------------------------------------------------------------------------------- episodes
+    def _pick_scenario(self) -> Path:
+        progress = self.agent_steps / max(self.settings.total_agent_steps, 1)
+        pool = [p for p, n in self.scenarios if n <= 10] if progress < self.settings.small_first else []
+        pool = pool or [p for p, _ in self.scenarios]
+        return pool[int(self.rng.integers(len(pool)))]
+
+    def _new_slot(self) -> Slot:
+        path = self._pick_scenario()
+        if path not in self.envs:
+            self.envs[path] = ClusterEnv(load_scenario(path))
+        env = ClusterEnv(self.envs[path].scenario)  # one env per slot (two slots may run the same scenario)
+        weights = sample_weights(self.rng, concentration=self.settings.weight_concentration)
+        env.set_reward_weights(weights)
+        seed = self.next_seed
+        self.next_seed += 1
+        return Slot(env, weights, seed)
+
+    # -------------------------------------------------------------------------------------- rollout
+    def _policy_step(self, obs: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sample actions for one env: (actions (N, S+1), their log-probability (N,))."""
+        with torch.no_grad():
+            logits = self.actor(torch.from_numpy(obs).to(self.device))
+            allowed = torch.from_numpy(mask).to(self.device).view(logits.shape).bool()
+            dist = masked_distribution(logits, allowed)
+            actions = dist.sample()
+            logp = dist.log_prob(actions).sum(-1)
+        return actions.cpu().numpy(), logp.cpu().numpy()
+
+    def collect(self) -> list[dict[str, Any]]:
+        """``rollout_ticks`` ticks of every slot; each slot's batch holds its tensors and GAE advantages."""
+        s = self.settings
+        while len(self.slots) < s.envs:
+            self.slots.append(self._new_slot())
+        batches = []
+        for k, slot in enumerate(self.slots):
+            env, T = slot.env, s.rollout_ticks
+            n, sv = env.n_nodes, env.n_services
+            obs = np.zeros((T + 1, n, sv, N_FEATURES), np.float32)
+            aggregates = np.zeros((T + 1, N_GLOBAL), np.float32)
+            masks = np.zeros((T, n, SCALE_CHOICES * (sv + 1)), np.int8)
+            actions = np.zeros((T, n, sv + 1), np.int64)
+            logps = np.zeros((T, n), np.float32)
+            rewards = np.zeros((T, n), np.float32)
+            ends = np.zeros(T, bool)
+            bootstrap_at: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+            terms_sum = np.zeros(6)
+            for t in range(T):
+                obs[t], masks[t] = slot.obs, slot.mask
+                aggregates[t] = env.state()[-N_GLOBAL:]
+                actions[t], logps[t] = self._policy_step(obs[t], masks[t])
+                next_obs, next_mask, _, terms, done = env.step_arrays(actions[t])
+                own = combine(terms, slot.weights)
+                rewards[t] = (1.0 - s.team_share) * own + s.team_share * own.mean()
+                terms_sum += terms.mean(axis=0)
+                slot.episode_return += float(rewards[t].mean())
+                slot.episode_ticks += 1
+                if done:  # truncation: bootstrap from the last observation, then a new episode
+                    ends[t] = True
+                    bootstrap_at[t] = (next_obs.copy(), env.state()[-N_GLOBAL:].copy())
+                    self.curves.append(
+                        {"kind": "episode", "agent_steps": self.agent_steps, "episode_return": slot.episode_return / slot.episode_ticks}
+                    )
+                    self.episodes_done += 1
+                    slot = self.slots[k] = self._new_slot()
+                    env = slot.env
+                    if env.n_nodes != n or env.n_services != sv:  # another cluster shape: end this slot's batch here
+                        T = t + 1
+                        break
+                else:
+                    slot.obs, slot.mask = next_obs, next_mask
+            if not ends[T - 1]:  # the value after the last tick bootstraps the batch (an ended episode needs none)
+                obs[T], aggregates[T] = slot.obs, env.state()[-N_GLOBAL:]
+            self.obs_sum += obs[:T].reshape(-1, N_FEATURES).sum(axis=0)
+            self.obs_count += T * n * sv
+            self.agent_steps += T * n
+            batch = self._advantages(obs[: T + 1], aggregates[: T + 1], rewards[:T], ends[:T], bootstrap_at)
+            batch.update(obs=obs[:T], aggregates=aggregates[:T], masks=masks[:T], actions=actions[:T], logps=logps[:T])
+            batch["terms_mean"] = terms_sum / T
+            batches.append(batch)
+        return batches
+
+    def _values(self, obs: np.ndarray, aggregates: np.ndarray) -> torch.Tensor:
+        with torch.no_grad():
+            return self.value_norm.denormalize(
+                self.critic(torch.from_numpy(obs).to(self.device), torch.from_numpy(aggregates).to(self.device))
+            )
+
+    def _advantages(
+        self,
+        obs: np.ndarray,
+        aggregates: np.ndarray,
+        rewards: np.ndarray,
+        ends: np.ndarray,
+        bootstrap_at: dict[int, tuple[np.ndarray, np.ndarray]],
+    ) -> dict[str, Any]:
+        s = self.settings
+        values = self._values(obs, aggregates)  # (T + 1, N)
+        r = torch.from_numpy(rewards).to(self.device)
+        for t, (last_obs, last_agg) in bootstrap_at.items():
+            r[t] += s.gamma * self._values(last_obs[None], last_agg[None])[0]
+        T = r.shape[0]
+        advantages = torch.zeros_like(r)
+        gae = torch.zeros(r.shape[1], device=self.device)
+        for t in reversed(range(T)):
+            not_end = 0.0 if ends[t] else 1.0
+            delta = r[t] + s.gamma * values[t + 1] * not_end - values[t]
+            gae = delta + s.gamma * s.gae_lambda * not_end * gae
+            advantages[t] = gae
+        return {"advantages": advantages, "returns": advantages + values[:T], "values": values[:T], "reward_mean": float(rewards.mean())}
+
+    # -------------------------------------------------------------------------------------- update
+    def update(self, batches: list[dict[str, Any]]) -> dict[str, float]:
+        s = self.settings
+        all_adv = torch.cat([b["advantages"].reshape(-1) for b in batches])
+        adv_mean, adv_std = all_adv.mean(), all_adv.std() + 1e-8
+        self.value_norm.update(torch.cat([b["returns"].reshape(-1) for b in batches]))
+        total = sum(b["advantages"].numel() for b in batches)
+        tensors = []
+        for b in batches:
+            tensors.append(
+                {
+                    "obs": torch.from_numpy(b["obs"]).to(self.device),
+                    "agg": torch.from_numpy(b["aggregates"]).to(self.device),
+                    "mask": torch.from_numpy(b["masks"]).to(self.device).bool(),
+                    "actions": torch.from_numpy(b["actions"]).to(self.device),
+                    "logp": torch.from_numpy(b["logps"]).to(self.device),
+                    "adv": (b["advantages"] - adv_mean) / adv_std,
+                    "ret": self.value_norm.normalize(b["returns"]),
+                    "old_v": self.value_norm.normalize(b["values"]),
+                }
+            )
+        stats = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_fraction": 0.0}
+        steps = 0
+        for _ in range(s.epochs):
+            orders = [torch.randperm(t["obs"].shape[0]) for t in tensors]
+            for m in range(s.minibatches):
+                loss = torch.zeros((), device=self.device)
+                parts = {k: 0.0 for k in stats}
+                for t, order in zip(tensors, orders, strict=True):
+                    idx = order[m :: s.minibatches]
+                    if len(idx) == 0:
+                        continue
+                    logits = self.actor(t["obs"][idx])
+                    dist = masked_distribution(logits, t["mask"][idx].view(logits.shape))
+                    logp = dist.log_prob(t["actions"][idx]).sum(-1)
+                    entropy = dist.entropy().sum(-1).mean()
+                    ratio = torch.exp(logp - t["logp"][idx])
+                    adv = t["adv"][idx]
+                    policy_loss = -torch.min(ratio * adv, ratio.clamp(1 - s.clip, 1 + s.clip) * adv).mean()
+                    v = self.critic(t["obs"][idx], t["agg"][idx])
+                    old_v, ret = t["old_v"][idx], t["ret"][idx]
+                    v_clipped = old_v + (v - old_v).clamp(-s.value_clip, s.value_clip)
+                    value_loss = 0.5 * torch.max((v - ret) ** 2, (v_clipped - ret) ** 2).mean()
+                    share = idx.numel() * t["obs"].shape[1] / (total / s.minibatches)
+                    loss = loss + share * (policy_loss + s.value_coef * value_loss - s.entropy_coef * entropy)
+                    with torch.no_grad():
+                        parts["policy_loss"] += share * float(policy_loss)
+                        parts["value_loss"] += share * float(value_loss)
+                        parts["entropy"] += share * float(entropy)
+                        parts["approx_kl"] += share * float(((ratio - 1) - (logp - t["logp"][idx])).mean())
+                        parts["clip_fraction"] += share * float(((ratio - 1).abs() > s.clip).float().mean())
+                self.optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_([*self.actor.parameters(), *self.critic.parameters()], s.max_grad_norm)
+                self.optimizer.step()
+                for k in stats:
+                    stats[k] += parts[k]
+                steps += 1
+        return {k: v / max(steps, 1) for k, v in stats.items()}
+
+    # -------------------------------------------------------------------------------------- loop
+    def train(self) -> dict[str, Any]:
+        s = self.settings
+        s.out.mkdir(parents=True, exist_ok=True)
+        per_iteration = None
+        while self.agent_steps < s.total_agent_steps:
+            started = time.perf_counter()
+            if s.anneal_lr:
+                for group in self.optimizer.param_groups:
+                    group["lr"] = s.learning_rate * max(1.0 - self.agent_steps / s.total_agent_steps, 0.05)
+            before = self.agent_steps
+            torch.set_num_threads(1)  # acting is many tiny forward passes: a second thread only adds barriers
+            batches = self.collect()
+            torch.set_num_threads(s.threads)
+            stats = self.update(batches)
+            self.iteration += 1
+            elapsed = time.perf_counter() - started
+            self.wall_s += elapsed
+            per_iteration = (self.agent_steps - before) / max(elapsed, 1e-9)
+            terms = np.mean([b["terms_mean"] for b in batches], axis=0)
+            row = {
+                "kind": "iteration", "iteration": self.iteration, "agent_steps": self.agent_steps, "wall_s": round(self.wall_s, 2),
+                "agent_steps_per_s": round(per_iteration, 1), "reward_mean": float(np.mean([b["reward_mean"] for b in batches])),
+                **{f"term_{name}": float(v) for name, v in zip(REWARD_COMPONENTS, terms, strict=True)},
+                **stats,
+            }  # fmt: skip
+            if s.eval_every and self.iteration % s.eval_every == 0:
+                row.update(self.evaluate())
+            self.curves.append(row)
+            if self.progress is not None:
+                line = f"reward {row['reward_mean']:+.3f} entropy {stats['entropy']:.2f} {per_iteration:,.0f} agent-steps/s"
+                if "eval_violation_rate" in row:
+                    line += f" | eval viol {row['eval_violation_rate']:.1%} (HPA {row['hpa_violation_rate']:.1%})"
+                    line += f" cost {row['eval_cost_vs_hpa']:.2f}x HPA"
+                self.progress(self.agent_steps, s.total_agent_steps, line)
+            if self.iteration % 10 == 0:
+                self.save()
+        self.save()
+        return {"iterations": self.iteration, "agent_steps": self.agent_steps, "wall_s": round(self.wall_s, 1),
+                "agent_steps_per_s": round(self.agent_steps / max(self.wall_s, 1e-9), 1), "policy": str(s.out / "policy.npz")}  # fmt: skip
+
+    def evaluate(self) -> dict[str, float]:
+        """The deterministic policy and HPA on the held-out seeds of ``eval_scenarios`` (cut to eval_duration_s)."""
+        from evals.runner import run_controller
+        from local_agents.act import Policy
+        from local_agents.marl import MarlController
+        from local_agents.registry import make_controller
+
+        policy = Policy(**self._arrays(), provenance={})
+        totals = {"marl": np.zeros(3), "hpa": np.zeros(3)}  # SLO-missing requests, finished requests, cost
+        for name in self.settings.eval_scenarios:
+            path = Path(name) if Path(name).is_absolute() else SCENARIO_DIR / name
+            scenario = load_scenario(path, duration_s=self.settings.eval_duration_s)
+            if name not in self.hpa_reference:
+                self.hpa_reference[name] = _outcome(run_controller(scenario, make_controller("hpa"), keep_series=False)[0].summary())
+            totals["hpa"] += self.hpa_reference[name]
+            totals["marl"] += _outcome(run_controller(scenario, MarlController(policy, seed=0, explain=False), keep_series=False)[0].summary())
+        marl, hpa = totals["marl"], totals["hpa"]
+        return {
+            "eval_violation_rate": marl[0] / max(marl[1], 1e-9),
+            "hpa_violation_rate": hpa[0] / max(hpa[1], 1e-9),
+            "eval_cost_vs_hpa": marl[2] / max(hpa[2], 1e-9),
+        }
+
+    # -------------------------------------------------------------------------------------- files
+    def _arrays(self) -> dict[str, np.ndarray]:
+        arrays = self.actor.export()
+        arrays["reference"] = (self.obs_sum / max(self.obs_count, 1)).astype(np.float32)
+        return arrays
+
+    def save(self) -> None:
+        s = self.settings
+        state = {
+            "format": "ama-marl-checkpoint/1", "settings": s.as_dict(),
+            "actor": self.actor.state_dict(), "critic": self.critic.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "value_norm": vars(self.value_norm), "obs_sum": self.obs_sum, "obs_count": self.obs_count,
+            "iteration": self.iteration, "agent_steps": self.agent_steps, "wall_s": self.wall_s, "next_seed": self.next_seed,
+            "episodes_done": self.episodes_done, "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            "curves": self.curves, "hpa_reference": self.hpa_reference,
+        }  # fmt: skip
+        tmp = s.out / "checkpoint.pt.tmp"
+        torch.save(state, tmp)
+        tmp.replace(s.out / "checkpoint.pt")
+        save_policy(s.out / "policy.npz", self._arrays(), self.provenance())
+        write_curves(self.curves, s.out)
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "settings": self.settings.as_dict(), "iterations": self.iteration, "agent_steps": self.agent_steps,
+            "wall_s": round(self.wall_s, 1), "commit": git_commit(), "torch": torch.__version__,
+        }  # fmt: skip
+
+    @classmethod
+    def resume(cls, checkpoint: Path, progress: Any = None, **overrides: Any) -> Trainer:
+        """A trainer continuing from ``checkpoint`` (settings from the file, ``overrides`` on top, e.g. a larger
+        total_agent_steps); PolicyError naming the file when it is not a readable AMA checkpoint."""
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        except FileNotFoundError:
+            raise PolicyError(f"{checkpoint}: no such checkpoint") from None
+        except Exception as exc:  # torch raises many types for a damaged file
+            raise PolicyError(f"{checkpoint}: not a readable checkpoint ({type(exc).__name__}: {str(exc)[:160]})") from None
+        if not isinstance(state, dict) or state.get("format") != "ama-marl-checkpoint/1":
+            raise PolicyError(f"{checkpoint}: not an AMA training checkpoint")
+        settings = TrainSettings.from_dict({**state["settings"], **overrides})
+        trainer = cls(settings, progress=progress)
+        try:
+            trainer.actor.load_state_dict(state["actor"])
+            trainer.critic.load_state_dict(state["critic"])
+            trainer.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError) as exc:
+            raise PolicyError(f"{checkpoint}: incompatible with this version's networks ({str(exc)[:160]})") from None
+        vars(trainer.value_norm).update(state["value_norm"])
+        trainer.obs_sum, trainer.obs_count = np.asarray(state["obs_sum"]), int(state["obs_count"])
+        trainer.iteration, trainer.agent_steps, trainer.wall_s = state["iteration"], state["agent_steps"], state["wall_s"]
+        trainer.next_seed, trainer.episodes_done = state["next_seed"], state["episodes_done"]
+        trainer.rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        trainer.curves, trainer.hpa_reference = list(state["curves"]), dict(state["hpa_reference"])
+        return trainer
+
+
+def _outcome(summary: dict[str, Any]) -> list[float]:
+    finished = summary["served"] + summary["drops"]
+    return [summary["sla_violation_rate"] * finished, finished, summary["cost"]]
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("+uncommitted" if dirty else "") if out.returncode == 0 else "unknown"
+    except OSError:
+        return "unknown"
+
+
+def write_curves(curves: list[dict[str, Any]], out: Path) -> None:
+    """``curves.csv`` (one row per iteration; episode returns in ``episodes.csv``) and ``curves.png``."""
+    iterations = [r for r in curves if r.get("kind") == "iteration"]
+    episodes = [r for r in curves if r.get("kind") == "episode"]
+    for name, rows in (("curves.csv", iterations), ("episodes.csv", episodes)):
+        if not rows:
+            continue
+        keys = list(dict.fromkeys(k for r in rows for k in r if k != "kind"))
+        with (out / name).open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows([{k: r.get(k, "") for k in keys} for r in rows])
+    if not iterations:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    steps = [r["agent_steps"] / 1e6 for r in iterations]
+    axes[0].plot(steps, [r["reward_mean"] for r in iterations], label="mean reward per agent-tick")
+    if episodes:
+        axes[0].plot(
+            [r["agent_steps"] / 1e6 for r in episodes], [r["episode_return"] for r in episodes], ".", alpha=0.4, label="episode mean"
+        )
+    axes[0].set(title="Training reward", xlabel="agent-steps (millions)")
+    axes[0].legend()
+    for name in ("term_latency", "term_sla", "term_utilization", "term_energy", "term_cost", "term_churn"):
+        axes[1].plot(steps, [r[name] for r in iterations], label=name.removeprefix("term_"))
+    axes[1].set(title="Reward terms (mean per agent-tick)", xlabel="agent-steps (millions)")
+    axes[1].legend(fontsize=7)
+    evals = [r for r in iterations if "eval_violation_rate" in r]
+    if evals:
+        x = [r["agent_steps"] / 1e6 for r in evals]
+        axes[2].plot(x, [100 * r["eval_violation_rate"] for r in evals], "o-", label="MARL violations %")
+        axes[2].plot(x, [100 * r["hpa_violation_rate"] for r in evals], "--", label="HPA violations %")
+        axes[2].plot(x, [r["eval_cost_vs_hpa"] for r in evals], "s-", label="MARL cost / HPA cost")
+        axes[2].legend()
+    axes[2].set(title="Held-out evaluation", xlabel="agent-steps (millions)")
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=100)
+    plt.close(fig)
+
+
+def ship_policy(policy: Path, command: str) -> Path:
+    """Copy a trained policy over the shipped default (local_agents/policies/default.npz) and write its provenance
+    next to it (default.json: the command, seed, commit and settings that produced it)."""
+    from local_agents.act import DEFAULT_POLICY, load_policy
+
+    loaded = load_policy(policy)  # refuses a broken file before it replaces a working one
+    provenance = {"command": command, **loaded.provenance, "source": str(policy)}
+    DEFAULT_POLICY.parent.mkdir(parents=True, exist_ok=True)
+    DEFAULT_POLICY.write_bytes(policy.read_bytes())
+    DEFAULT_POLICY.with_suffix(".json").write_text(json.dumps(provenance, indent=2) + "\n")
+    return DEFAULT_POLICY
+
+
+def load_settings_file(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read training settings ({exc})") from None

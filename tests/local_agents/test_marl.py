@@ -1,0 +1,208 @@
+"""The MARL node agents: a tiny training run improves the return on a toy scenario; the shipped policy loads and acts
+on every shipped scenario; masked actions are never taken; the manager's weights reach the policy; broken policy
+and checkpoint files are one-line errors naming the file; ``ama train`` runs, checkpoints and resumes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from local_agents.act import DEFAULT_POLICY, Policy, PolicyError, load_policy
+from local_agents.mappo import Actor, Trainer, TrainSettings
+from local_agents.marl import MarlController
+from local_agents.registry import make_controller
+from simulators.env import N_FEATURES, OBS_FEATURES, ClusterEnv, parallel_env
+from simulators.rewards import RewardWeights, combine
+from simulators.scenarios import SCENARIO_DIR, load_scenario
+
+TOY = """\
+name: toy-underprovisioned
+seed: 7
+duration_s: 120
+cluster:
+  nodes:
+    - {prefix: cloud, count: 4, tier: cloud, cpus: 8, mem_gb: 32, price_per_h: 0.4, power_idle_w: 60, power_peak_w: 180, boot_s: 10}
+services:
+  - {name: api, work_ms: 40, slo_ms: 200, cold_start_s: 2, mem_mb: 512, min_replicas: 1, max_replicas: 32, initial_replicas: 2}
+workload:
+  - {service: api, type: poisson, rps: 120}
+"""
+
+
+def toy(tmp_path: Path) -> Path:
+    path = tmp_path / "toy.yaml"
+    path.write_text(TOY)
+    return path
+
+
+def mean_return(actor: Actor, scenario: Path, seeds: range) -> float:
+    """Mean reward per agent-tick of the actor (sampling, as in training) over whole episodes."""
+    total, count = 0.0, 0
+    generator = torch.Generator().manual_seed(0)
+    for seed in seeds:
+        env = ClusterEnv(load_scenario(scenario), seed=seed)
+        obs, mask = env.reset_arrays(seed)
+        done = False
+        while not done:
+            with torch.no_grad():
+                logits = actor(torch.from_numpy(obs))
+                allowed = torch.from_numpy(mask).view(logits.shape).bool()
+                probs = torch.softmax(torch.where(allowed, logits, torch.full_like(logits, -1e9)), -1)
+                actions = torch.multinomial(probs.reshape(-1, 4), 1, generator=generator).reshape(logits.shape[:-1]).numpy()
+            obs, mask, _, terms, done = env.step_arrays(actions)
+            total += float(combine(terms, env.weights).sum())
+            count += env.n_nodes
+    return total / count
+
+
+def test_a_tiny_training_run_improves_the_return_on_a_toy_scenario(tmp_path: Path) -> None:
+    scenario = toy(tmp_path)
+    settings = TrainSettings(
+        out=tmp_path / "run", total_agent_steps=16_000, envs=4, rollout_ticks=60, epochs=4, minibatches=2, learning_rate=3e-3,
+        scenarios=(str(scenario),), eval_every=0, seed=3, weight_concentration=1e6,
+    )  # fmt: skip
+    trainer = Trainer(settings)
+    before = mean_return(trainer.actor, scenario, range(50, 53))
+    trainer.train()
+    after = mean_return(trainer.actor, scenario, range(50, 53))
+    assert after > before + 0.02, (before, after)
+    assert (tmp_path / "run" / "policy.npz").exists() and (tmp_path / "run" / "curves.csv").exists()
+
+
+def test_the_numpy_policy_computes_the_torch_actor() -> None:
+    torch.manual_seed(0)
+    actor = Actor(16)
+    arrays = {**actor.export(), "reference": np.zeros(N_FEATURES, np.float32)}
+    policy = Policy(**arrays, provenance={})
+    obs = np.random.default_rng(0).uniform(0, 1, size=(5, 3, N_FEATURES)).astype(np.float32)
+    with torch.no_grad():
+        expected = actor(torch.from_numpy(obs)).numpy()
+    np.testing.assert_allclose(policy.logits(obs), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("path", sorted(SCENARIO_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_the_shipped_policy_acts_on_every_shipped_scenario(path: Path) -> None:
+    scenario = load_scenario(path, duration_s=20)
+    cluster = scenario.make_cluster()
+    controller = make_controller("marl")
+    controller.reset(cluster)
+    for _ in range(cluster.horizon):
+        decision = controller.act(cluster)
+        if decision.targets is not None:
+            assert decision.targets.shape == (cluster.n_nodes, cluster.n_services) and (decision.targets >= 0).all()
+        assert decision.offload is not None and ((decision.offload >= 0) & (decision.offload <= 0.75)).all()
+        for reason in decision.reasons:
+            assert reason.actor == "marl" and "driven by" in reason.text or "no single feature" in reason.text
+        cluster.step(decision.targets, decision.offload)
+
+
+def test_the_shipped_policy_records_how_it_was_made() -> None:
+    policy = load_policy()
+    provenance = json.loads(DEFAULT_POLICY.with_suffix(".json").read_text())
+    assert provenance["command"].startswith("ama train") and provenance["commit"]
+    assert provenance["settings"]["seed"] == policy.provenance["settings"]["seed"]
+    assert DEFAULT_POLICY.stat().st_size < 5 * 1024 * 1024
+
+
+def test_masked_actions_are_never_taken() -> None:
+    policy = load_policy()
+    env = parallel_env(SCENARIO_DIR / "spike-then-failure.yaml", max_ticks=200)
+    observations, _ = env.reset(seed=5)
+    rng = np.random.default_rng(1)
+    while env.agents:
+        obs = np.stack([observations[a]["observation"] for a in env.agents])
+        mask = np.stack([np.concatenate(observations[a]["action_mask"]) for a in env.agents])
+        actions = policy.act(obs, mask, rng)
+        chosen = np.take_along_axis(mask.reshape(*actions.shape, 4), actions[..., None], axis=-1)
+        assert chosen.all()
+        observations, _, _, _, infos = env.step(dict(zip(env.agents, actions, strict=True)))
+        assert all(info["masked_actions"] == 0 for info in infos.values())
+
+
+def test_a_weight_rewrite_changes_what_the_policy_sees_and_does() -> None:
+    scenario = load_scenario(SCENARIO_DIR / "traffic-spike-small.yaml", duration_s=30)
+    cluster = scenario.make_cluster()
+    controller = MarlController(seed=0)
+    controller.reset(cluster)
+    assert controller.observer is not None
+    before = controller.policy.logits(controller.observer.obs).copy()
+    controller.set_weights(RewardWeights(energy=1.0, sla=0.05, latency=0.05))
+    w0 = OBS_FEATURES.index("w_latency")
+    np.testing.assert_allclose(controller.observer.obs[0, 0, w0:], RewardWeights(energy=1.0, sla=0.05, latency=0.05).as_array(), rtol=1e-6)
+    assert not np.allclose(controller.policy.logits(controller.observer.obs), before)
+
+
+def write_policy_like(path: Path, **header_changes: object) -> None:
+    with np.load(DEFAULT_POLICY) as data:
+        arrays = {k: data[k] for k in data.files}
+    header = json.loads(str(arrays.pop("header")))
+    header.update(header_changes)
+    np.savez(path, header=np.array(json.dumps(header)), **arrays)
+
+
+def test_broken_policy_files_are_one_line_errors_naming_the_file(tmp_path: Path) -> None:
+    cases = {}
+    cases["missing"] = tmp_path / "nope.npz"
+    (garbage := tmp_path / "garbage.npz").write_bytes(b"this is not a zip file at all")
+    cases["garbage"] = garbage
+    (cut := tmp_path / "cut.npz").write_bytes(DEFAULT_POLICY.read_bytes()[:300])
+    cases["truncated"] = cut
+    write_policy_like(other := tmp_path / "other.npz", features=["a", "b"])
+    cases["other features"] = other
+    write_policy_like(future := tmp_path / "future.npz", format="ama-marl-policy/99")
+    cases["other format"] = future
+    for what, path in cases.items():
+        with pytest.raises(PolicyError) as info:
+            load_policy(path)
+        message = str(info.value)
+        assert message.startswith(str(path)) and "\n" not in message, (what, message)
+
+
+def test_a_broken_checkpoint_cannot_be_resumed(tmp_path: Path) -> None:
+    (bad := tmp_path / "checkpoint.pt").write_bytes(b"\x00" * 64)
+    with pytest.raises(PolicyError, match=str(bad)):
+        Trainer.resume(bad)
+    torch.save({"format": "something else"}, other := tmp_path / "other.pt")
+    with pytest.raises(PolicyError, match="not an AMA training checkpoint"):
+        Trainer.resume(other)
+
+
+def test_ama_train_runs_checkpoints_and_resumes(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"rollout_ticks": 16, "epochs": 1, "minibatches": 1, "scenarios": [str(toy(tmp_path))]}))
+    out = tmp_path / "run"
+    base = [sys.executable, "-m", "ui.cli", "train"]
+    first = subprocess.run(
+        [*base, "--out", str(out), "--agent-steps", "200", "--envs", "2", "--eval-every", "0", "--settings", str(settings)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["agent_steps"] >= 200
+    for name in ("checkpoint.pt", "policy.npz", "curves.csv", "curves.png"):
+        assert (out / name).exists(), name
+    second = subprocess.run(
+        [*base, "--resume", str(out / "checkpoint.pt"), "--agent-steps", "400"], capture_output=True, text=True, timeout=300
+    )
+    assert second.returncode == 0, second.stderr
+    with (out / "curves.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert int(rows[-1]["agent_steps"]) >= 400 and [int(r["iteration"]) for r in rows] == list(range(1, len(rows) + 1))
+    load_policy(out / "policy.npz")
+    bad = subprocess.run([*base, "--resume", str(tmp_path / "missing.pt")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "missing.pt: no such checkpoint" in bad.stderr
+
+
+def test_the_latency_benchmark_runs_with_a_tiny_budget() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "local_agents.act", "--nodes", "1,50", "--repeats", "5", "--json"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["50_nodes"]["p99_us"] > 0
