@@ -2,7 +2,8 @@
 local controller act every tick, feeds every snapshot to the anomaly detectors, and runs the manager graph when an
 anomaly starts (one incident, one graph thread) or every ``review_every`` ticks while anomalies are in force. It
 resumes incidents paused at the approval gate once the decision log holds an operator's answer (or their deadline
-passed, which expires them), reverts weight changes when they expire, and logs everything.
+passed, which expires them), applies the weight changes operators asked for in the chat (manager.chat) once they
+are approved, reverts weight changes when they expire, and logs everything.
 
 Restarts: the graph's threads live in a SQLite checkpoint and the proposals in the decision log, so a runtime
 started again on the same checkpoint and database picks up the incidents still waiting at the gate and applies an
@@ -11,6 +12,8 @@ approved action once.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -27,13 +30,18 @@ from manager.anomalies import Anomaly, Detectors
 from manager.graph import DURABILITY, ManagerContext, build_graph, close_graph, verdicts_from_log
 from manager.guard import SloWatch, WeightSchedule
 from manager.planners import Planner, RulePlanner, reward_statistics
+from simulators.errors import InputError
 from simulators.metrics import RunRecorder
 from simulators.rewards import RewardWeights, reward_terms
 from simulators.scenarios import load_scenario
 from simulators.snapshot import take_snapshot
-from tools.decision_log import DecisionLog
+from tools.catalog import ToolArgumentError, parse_call
+from tools.decision_log import Decision, DecisionLog
 from tools.recorder import DecisionRecorder
 from tools.sim_actuator import SimActuator
+
+CHAT_EVERY = 5
+"""Ticks between looks for operators' chat requests (approved ones to apply, unanswered ones to expire)."""
 
 
 @dataclass
@@ -152,6 +160,7 @@ class Runtime:
         if started or self._due_for_review(c.t):  # a new anomaly, or a review of those in force
             self._run_incident(f"inc-{uuid.uuid4().hex[:10]}", snapshot)
         self._resume_answered(c.time_s)
+        self._apply_operator_requests(c.time_s)
 
     # ------------------------------------------------------------------------------------------ incidents
     def _due_for_review(self, tick: int) -> bool:
@@ -204,6 +213,36 @@ class Runtime:
             self.graph.invoke(Command(resume=verdicts), {"configurable": {"thread_id": incident}}, durability=DURABILITY)
             del self.waiting[incident]
             self.events.append(f"t={now_s:.0f}s incident {incident}: resumed with {', '.join(f'{k} {v}' for k, v in verdicts.items())}")
+
+    def _apply_operator_requests(self, now_s: float) -> None:
+        """Weight changes operators asked for in the chat (manager.chat), every CHAT_EVERY ticks: this run's approved
+        ones are applied once (the request id makes a retry a replay), those unanswered for approval_timeout_s expire."""
+        if self.cluster.t % CHAT_EVERY:
+            return
+        for row in self.log.decisions(status="approved", actor="manager", limit=100):
+            if row.run_id == self.run_id and (row.incident_id or "").startswith("chat-"):
+                self._apply_chat_request(row)
+        timeout = self.settings.approval_timeout_s
+        for row in self.log.decisions(status="proposed", actor="manager", limit=100):
+            if row.run_id == self.run_id and (row.incident_id or "").startswith("chat-") and now_s - row.time_s >= timeout:
+                with contextlib.suppress(InputError):  # answered meanwhile: the answer stands
+                    self.log.set_status(row.id, "expired", result={"why": f"no operator answer within {timeout:g} s"})
+
+    def _apply_chat_request(self, row: Decision) -> None:
+        incident = row.incident_id or row.id
+        try:
+            args = json.loads(row.args_json or "{}")
+            call = parse_call("set_reward_weights", args)
+            weights = RewardWeights.from_mapping(args["weights"])
+        except (ToolArgumentError, ValueError, KeyError, TypeError) as exc:
+            self.log.set_status(row.id, "failed", result={"why": f"invalid request: {exc}"})
+            return
+        result = self.actuator.apply(call, request_id=f"{row.id}:apply")
+        if result.ok:
+            self._weights_applied(weights, args.get("expires_in_s"), incident)
+        self.log.set_status(row.id, "applied" if result.ok else "failed", result=result.as_dict())
+        outcome = f"applied {call.explanation}" if result.ok else f"failed: {result.detail}"
+        self.events.append(f"t={self.cluster.time_s:.0f}s chat request {row.id} approved by {row.approved_by}: {outcome}")
 
     def _paused_incidents(self) -> dict[str, tuple[list[str], float]]:
         """Incidents left waiting at the gate by an earlier runtime (their proposals still in the log)."""

@@ -224,7 +224,6 @@ for _pattern in _MASK_PATTERNS:
     _pattern.flags.writeable = False
 
 
-
 class Observer:
     """Every node's observation rows and action masks for one cluster, in place. Used by ClusterEnv (each step) and
     by the MARL controller (local_agents.marl), which acts on a live cluster outside any env: one piece of code for
@@ -308,6 +307,7 @@ class Observer:
         target = c.replicas() + delta if delta.any() else None
         offload = np.where(offload_ok, OFFLOAD_LEVELS[offload_idx], 0.0)
         return target, offload, masked
+
 
 def _info(latency: float, sla: float, utilization: float, energy: float, cost: float, churn: float, masked: int) -> dict[str, Any]:
     """One agent's info: its named reward terms and how many of its actions were masked (taken as hold)."""

@@ -115,3 +115,27 @@ def reward_terms(cluster: Cluster, max_price_per_h: float, into: np.ndarray | No
     terms[:, 4] = -np.minimum(reserved_cpu / c.cpus, 1.0) * price
     terms[:, 5] = -np.minimum((o.replica_changes @ ones) / max(c.warm.shape[1], 1), 1.0)
     return terms
+
+
+def cluster_terms(cluster: Cluster, node_terms: np.ndarray) -> np.ndarray:
+    """The cluster's reward terms for the tick (components,): what the operator pays for, not the mean of the nodes'
+    ratios. SLA is all SLO-missing and dropped requests over all finished ones and latency is weighted by requests
+    served (a node without replicas has no misses of its own, so the mean of node ratios rewards leaving the work to
+    others); utilization is busy over reserved CPU of the whole cluster; energy, cost and churn are node means.
+    Used by the MARL trainer's team reward."""
+    o = cluster.out
+    served = float(o.served.sum())
+    finished = served + float(o.drops.sum())
+    reserved = float(((cluster.warm + cluster.booting) @ cluster.svc_cpu).sum())
+    busy = float((o.busy_replicas @ cluster.svc_cpu).sum())
+    per_node_served = o.served.sum(axis=1)
+    return np.array(
+        [
+            float(node_terms[:, 0] @ per_node_served) / served if served > 0 else 0.0,
+            -float(o.violations.sum()) / finished if finished > 0 else 0.0,
+            min(busy / reserved, 1.0) if reserved > 0 else 0.0,
+            float(node_terms[:, 3].mean()),
+            float(node_terms[:, 4].mean()),
+            float(node_terms[:, 5].mean()),
+        ]
+    )

@@ -347,6 +347,37 @@ def train(
     typer.echo(json.dumps(summary, indent=2))
 
 
+@app.command()
+def console(
+    db: Annotated[str | None, typer.Option(help="Decision log URL (default: AMA_DATABASE_URL, else sqlite:///.ama/ama.db).")] = None,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve the console on.")] = 8501,
+    address: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    token_file: Annotated[
+        Path | None, typer.Option(help="File holding the shared operator token (default: AMA_CONSOLE_TOKEN; none: read-only).")
+    ] = None,
+) -> None:
+    """Start the operator console (Streamlit): live cluster view, decisions with explanations, approvals with what-if
+    previews, chat with the manager, scenario replays. It reads the decision log; it never steps a simulator."""
+    import os
+    import subprocess
+
+    from tools.decision_log import database_url
+
+    env = dict(os.environ, AMA_DATABASE_URL=database_url(db))
+    if token_file is not None:
+        try:
+            env["AMA_CONSOLE_TOKEN"] = token_file.read_text().strip()
+        except OSError as exc:
+            fail(f"{token_file}: cannot read the console token ({exc.strerror})")
+    if not env.get("AMA_CONSOLE_TOKEN"):
+        err.print("no console token (AMA_CONSOLE_TOKEN or --token-file): the console is read-only", highlight=False)
+    script = Path(__file__).parent / "console" / "app.py"
+    argv = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port), "--server.address", address]
+    argv += ["--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    err.print(f"console on http://{address}:{port} reading {env['AMA_DATABASE_URL'].split('@')[-1]}", highlight=False)
+    raise typer.Exit(subprocess.call(argv, env=env))
+
+
 @app.command(name="eval")
 def eval_suite(
     suite: Annotated[str, typer.Option(help="Scenario suite: the scenarios whose 'suites' list it (smoke, standard).")] = "smoke",
