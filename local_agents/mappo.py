@@ -447,8 +447,9 @@ class Trainer:
                     v_clipped = old_v + (v - old_v).clamp(-s.value_clip, s.value_clip)
                     value_loss = 0.5 * torch.max((v - ret) ** 2, (v_clipped - ret) ** 2).mean()
                     share = idx.numel() * t["obs"].shape[1] / (total / s.minibatches)
-                    bonus = 0.0 if imitation else s.entropy_coef * entropy
-                    loss = loss + share * (policy_loss + s.value_coef * value_loss - bonus)
+                    # the entropy bonus also during imitation: a deterministic clone of a deterministic teacher
+                    # leaves PPO nothing to explore with
+                    loss = loss + share * (policy_loss + s.value_coef * value_loss - s.entropy_coef * entropy)
                     with torch.no_grad():
                         parts["policy_loss"] += share * float(policy_loss)
                         parts["value_loss"] += share * float(value_loss)

@@ -1,4 +1,4 @@
-"""The manager's chat for the operator console. Called by the console's Chat page (ui/console/pages/chat.py) with an
+"""The manager's chat for the operator console. Called by the console's Chat page (ui/console/views/chat.py) with an
 operator's message; reads the decision log (decisions, metric samples) and writes to it both chat messages and, for a
 change request, one proposed ``set_reward_weights`` decision that waits on the Approvals page (manager.loop applies
 it once approved). Feeds the console a ChatAnswer: the text, the decision ids it rests on, the proposal's id.

@@ -373,7 +373,7 @@ def console(
         err.print("no console token (AMA_CONSOLE_TOKEN or --token-file): the console is read-only", highlight=False)
     script = Path(__file__).parent / "console" / "app.py"
     argv = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port), "--server.address", address]
-    argv += ["--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    argv += ["--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
     err.print(f"console on http://{address}:{port} reading {env['AMA_DATABASE_URL'].split('@')[-1]}", highlight=False)
     raise typer.Exit(subprocess.call(argv, env=env))
 

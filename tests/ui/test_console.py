@@ -17,7 +17,7 @@ from ui.console.data import check_access
 
 APP = str(Path(__file__).resolve().parents[2] / "ui" / "console" / "app.py")
 TOKEN = "open-sesame"
-PAGES = ("pages/live.py", "pages/decisions.py", "pages/approvals.py", "pages/chat.py", "pages/scenarios.py")
+PAGES = ("views/live.py", "views/decisions.py", "views/approvals.py", "views/chat.py", "views/scenarios.py")
 
 SPIKE = """\
 name: console-spike
@@ -89,7 +89,7 @@ def test_the_app_opens_on_the_live_page(db: str) -> None:
 
 
 def test_the_live_page_shows_the_cluster_and_the_incidents(db: str) -> None:
-    app = console("pages/live.py")
+    app = console("views/live.py")
     labels = [m.label for m in app.metric]
     assert {"load", "SLA violations", "cost", "nodes on / failed"} <= set(labels)
     assert any(s.value == "Incidents" for s in app.subheader)
@@ -100,7 +100,7 @@ def test_approve_writes_the_approval_with_the_operator(db: str) -> None:
     pending = log.pending_approvals()
     assert pending, "the fixture run left nothing waiting"
     target = pending[0]
-    app = console("pages/approvals.py", ("alice", TOKEN))
+    app = console("views/approvals.py", ("alice", TOKEN))
     assert any("What-if" in m.value or "SLA" in m.value for m in app.markdown) or app.metric
     app.text_input(key=f"reason-{target.id}").input("capacity for the spike")
     app.button(key=f"approve-{target.id}").click().run()
@@ -115,7 +115,7 @@ def test_approve_writes_the_approval_with_the_operator(db: str) -> None:
 def test_reject_writes_the_rejection_with_the_operator(db: str) -> None:
     log = DecisionLog(db)
     target = log.pending_approvals()[0]
-    app = console("pages/approvals.py", ("bob", TOKEN))
+    app = console("views/approvals.py", ("bob", TOKEN))
     app.button(key=f"reject-{target.id}").click().run()
     row = log.decision(target.id)
     assert row is not None and row.status == "rejected" and row.approved_by is None
@@ -127,9 +127,9 @@ def test_without_the_token_nothing_can_be_approved_or_asked(db: str) -> None:
     log = DecisionLog(db)
     target = log.pending_approvals()[0]
     for who in (None, ("mallory", "wrong-token")):
-        app = console("pages/approvals.py", who)
+        app = console("views/approvals.py", who)
         assert app.button(key=f"approve-{target.id}").disabled and app.button(key=f"reject-{target.id}").disabled
-        chat = console("pages/chat.py", who)
+        chat = console("views/chat.py", who)
         assert len(chat.chat_input) == 0
     assert log.decision(target.id).status == "proposed"  # type: ignore[union-attr]
     assert log.approvals(target.id) == []
@@ -137,7 +137,7 @@ def test_without_the_token_nothing_can_be_approved_or_asked(db: str) -> None:
 
 
 def test_the_chat_answers_from_the_log_and_records_the_operator(db: str) -> None:
-    app = console("pages/chat.py", ("alice", TOKEN))
+    app = console("views/chat.py", ("alice", TOKEN))
     app.chat_input[0].set_value("why was add_nodes proposed?").run()
     assert not app.exception
     log = DecisionLog(db)
@@ -148,7 +148,7 @@ def test_the_chat_answers_from_the_log_and_records_the_operator(db: str) -> None
 
 
 def test_the_decisions_page_filters_and_opens_a_manager_decision(db: str) -> None:
-    app = console("pages/decisions.py")
+    app = console("views/decisions.py")
     app.multiselect(key="f_actor").select("manager").run()
     frame = app.dataframe[0].value
     assert set(frame["actor"]) == {"manager"}
@@ -165,7 +165,7 @@ def test_access_needs_a_configured_token_a_name_and_the_right_token() -> None:
 
 
 def test_a_replay_starts_from_the_scenarios_page(db: str, tmp_path: Path) -> None:
-    app = console("pages/scenarios.py", ("alice", TOKEN))
+    app = console("views/scenarios.py", ("alice", TOKEN))
     app.multiselect(key="r_files").set_value(["traffic-spike-small.yaml"])
     app.multiselect(key="r_controllers").set_value(["static"])
     app.number_input(key="r_duration").set_value(30)

@@ -1,4 +1,4 @@
-"""The console's shared context, set up at the top of every page (ui/console/pages): the decision log (one per
+"""The console's shared context, set up at the top of every page (ui/console/views): the decision log (one per
 database URL for the server process), the sidebar where the operator signs in with a name and the shared token, and
 the run being looked at. Pages call ``console_context()`` first, so each renders the same sidebar whether it is
 reached through the app's navigation or opened on its own (as Streamlit's AppTest does)."""

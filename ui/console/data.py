@@ -1,5 +1,5 @@
 """What the operator console reads: runs, metric samples, decisions, weights, incidents and approvals from the decision
-log, shaped for its pages (ui/console/pages). Called by the console's pages only; it never steps a simulator, and
+log, shaped for its pages (ui/console/views). Called by the console's pages only; it never steps a simulator, and
 its only writes are the operator's approvals and chat messages (through DecisionLog and manager.chat).
 
 Settings come from the environment, which ``ama console`` sets: ``AMA_DATABASE_URL`` (the log), ``AMA_CONSOLE_TOKEN``

@@ -1,5 +1,5 @@
 """Figures of the operator console: the cluster map, the time series with incident and decision markers, the reward
-weights over time, and a what-if preview. Called by the console's pages (ui/console/pages); each returns a
+weights over time, and a what-if preview. Called by the console's pages (ui/console/views); each returns a
 matplotlib Figure built from plain data (ui/console/data), so the pages stay thin and the figures are testable."""
 
 from __future__ import annotations
