@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from simulators.env import HOLD, N_FEATURES, OBS_FEATURES, SCALE_CHOICES
+from simulators.env import N_FEATURES, OBS_FEATURES, SCALE_CHOICES
 from simulators.errors import InputError
 
 POLICY_FORMAT = "ama-marl-policy/1"
@@ -91,37 +91,51 @@ class Policy:
         return np.where(allowed, logits, -np.inf).argmax(axis=-1)
 
     # ------------------------------------------------------------------------------------------ explanations
-    def drivers(self, node_obs: np.ndarray, dim: int, choice: int, against: int, top: int = 3) -> list[tuple[str, float, float, float]]:
-        """The features that most drove ``choice`` over ``against`` in action dimension ``dim`` for one node's rows
-        (S, F): [(feature, its value, its reference, share of the lead)], largest first; features of the row that
-        acted (or the node's rows for offload) are occluded one at a time."""
-        service = dim if dim < node_obs.shape[0] else None
-        base = self.logits(node_obs)[dim]
-        lead = float(base[choice] - base[against])
-        occluded = np.repeat(node_obs[None], N_FEATURES, axis=0)
-        for f in range(N_FEATURES):
-            if service is None:
-                occluded[f, :, f] = self.reference[f]
-            else:
-                occluded[f, service, f] = self.reference[f]
-        logits = self.logits(occluded)[:, dim]
-        drops = lead - (logits[:, choice] - logits[:, against])
-        order = np.argsort(-drops)
-        total = float(np.clip(drops, 0.0, None).sum()) or 1.0
-        row = node_obs[service] if service is not None else node_obs.max(axis=0)
+    def drivers(
+        self, node_obs: np.ndarray, dims: np.ndarray, choices: np.ndarray, against: np.ndarray, top: int = 3
+    ) -> list[list[tuple[str, float, float, float]]]:
+        """For K acting cells at once: node rows (K, S, F), the action dimension (K,) (a service, or S for offload),
+        the choice taken and the choice it won over. Returns per cell [(feature, its value, its reference, share of
+        the lead)], largest first: each feature of the cell's row (every row of the node, for offload) is replaced
+        by its reference and the fall of the chosen logit's lead is that feature's share. One batched forward pass."""
+        k, s = node_obs.shape[0], node_obs.shape[1]
+        if k == 0:
+            return []
+        cells = np.arange(k)
+        base = self.logits(node_obs)[cells, dims]  # (K, 4)
+        lead = base[cells, choices] - base[cells, against]
+        occluded = np.repeat(node_obs[:, None], N_FEATURES, axis=1)  # (K, F, S, F)
+        features = np.arange(N_FEATURES)
+        offload = dims >= s
+        for i in np.flatnonzero(~offload):
+            occluded[i, features, dims[i], features] = self.reference
+        for i in np.flatnonzero(offload):
+            occluded[i, features, :, features] = self.reference[:, None]
+        logits = self.logits(occluded)[cells[:, None], features[None, :], dims[:, None]]  # (K, F, 4)
+        drops = lead[:, None] - (logits[cells[:, None], features, choices[:, None]] - logits[cells[:, None], features, against[:, None]])
         found = []
-        for f in order[:top]:
-            if drops[f] <= 0:
-                break
-            found.append((OBS_FEATURES[f], float(row[f]), float(self.reference[f]), float(drops[f]) / total))
+        for i in range(k):
+            row = node_obs[i].max(axis=0) if offload[i] else node_obs[i, dims[i]]
+            total = float(np.clip(drops[i], 0.0, None).sum()) or 1.0
+            found.append(
+                [
+                    (OBS_FEATURES[f], float(row[f]), float(self.reference[f]), float(drops[i, f]) / total)
+                    for f in np.argsort(-drops[i])[:top]
+                    if drops[i, f] > 0
+                ]
+            )
         return found
 
-    def explain(self, node_obs: np.ndarray, dim: int, choice: int, against: int = HOLD) -> str:
-        parts = [
-            f"{FEATURE_WORDS.get(name, name.replace('w_', 'weight on '))} {value:.2f} (typically {ref:.2f}, {share:.0%})"
-            for name, value, ref, share in self.drivers(node_obs, dim, choice, against)
-        ]
-        return "driven by " + ", ".join(parts) if parts else "no single feature stood out"
+    def explain(self, node_obs: np.ndarray, dims: np.ndarray, choices: np.ndarray, against: np.ndarray) -> list[str]:
+        """One sentence per acting cell (see ``drivers``)."""
+        texts = []
+        for drivers in self.drivers(node_obs, dims, choices, against):
+            parts = [
+                f"{FEATURE_WORDS.get(name, name.replace('w_', 'weight on '))} {value:.2f} (typically {ref:.2f}, {share:.0%})"
+                for name, value, ref, share in drivers
+            ]
+            texts.append("driven by " + ", ".join(parts) if parts else "no single feature stood out")
+        return texts
 
 
 # ---------------------------------------------------------------------------------------------- files

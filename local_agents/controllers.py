@@ -16,11 +16,12 @@ import numpy as np
 
 from local_agents.explain import explain_cell_change
 from simulators.cluster import Cluster
+from simulators.env import Observer
 from simulators.errors import ConfigError
 from simulators.placement import PLACEMENTS, Placer
 from simulators.rewards import RewardWeights
 
-__all__ = ["PLACEMENTS", "ActionReason", "Controller", "Decision", "Placer", "ServiceScaler", "StaticController"]
+__all__ = ["PLACEMENTS", "ActionReason", "Controller", "Decision", "NodeAgentController", "Placer", "ServiceScaler", "StaticController"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,38 @@ class Controller(Protocol):
 
     def act(self, cluster: Cluster) -> Decision:
         """Called once per tick after the cluster stepped (``cluster.out`` holds the last tick's outcome)."""
+
+
+class NodeAgentController:
+    """Base of the controllers that decide for each node from what its agent observes (simulators.env.Observer,
+    the training env's own observation code): the MARL policy and the node rule. The manager's weights are part of
+    that observation (``set_weights``); ``observe`` returns this tick's observations and masks."""
+
+    name = "node-agents"
+
+    def __init__(self, seed: int = 0, weights: RewardWeights | None = None) -> None:
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.weights = weights or RewardWeights()
+        self.observer: Observer | None = None
+
+    def reset(self, cluster: Cluster) -> None:
+        self.rng = np.random.default_rng(self.seed)
+        self.observer = Observer(cluster)
+        self.observer.reset(cluster, self.weights)
+
+    def set_weights(self, weights: RewardWeights) -> None:
+        """The manager's rewrite: in the observation from the next tick on."""
+        self.weights = weights
+        if self.observer is not None:
+            self.observer.set_weights(weights)
+
+    def observe(self, cluster: Cluster) -> Observer:
+        if self.observer is None:
+            self.reset(cluster)
+        assert self.observer is not None
+        self.observer.observe(cluster)
+        return self.observer
 
 
 class StaticController:

@@ -20,9 +20,10 @@ CleanRL-style: one settings dataclass, one file, read top to bottom.
 - GAE over truncated episodes (the value of the last observation is bootstrapped), clipped policy and value losses,
   value normalization (running mean and variance of the returns), advantage normalization, entropy bonus, gradient
   clipping.
-- Imitation first: the actor clones a teacher controller (HPA by default, its targets turned into each node's
-  up/down/pre-warm moves, with the sampled weights mapped onto its knobs) while the critic learns the returns; PPO
-  then improves on it. From scratch, a first 0.8M-agent-step run swung between scaling everything down and
+- Imitation first: the actor clones a teacher (the node rule by default, a per-node threshold controller on the same
+  observation, its target utilization following the sampled weights) while the critic learns the returns; PPO then
+  improves on it. Cloning HPA's per-node moves did worse than HPA: its state (sync windows, stabilization) is not
+  in a node's observation. From scratch, a first 0.8M-agent-step run swung between scaling everything down and
   everything up: each node's action is one replica a tick, so small biases integrate into large swings.
 - Curriculum: the scenario files with at most ``max_train_nodes`` nodes (every anomaly type, synthetic workloads and
   real-trace replays), small clusters first; training seeds start at 1000, so the evals' seeds stay held out.
@@ -44,6 +45,7 @@ import torch
 from torch import nn
 
 from local_agents.act import PolicyError, save_policy
+from local_agents.node_rule import NodeRuleSettings, node_rule_actions
 from simulators.env import DOWN, HOLD, N_FEATURES, N_GLOBAL, PREWARM, SCALE_CHOICES, UP, ClusterEnv
 from simulators.errors import ConfigError
 from simulators.rewards import REWARD_COMPONENTS, RewardWeights, cluster_terms, combine, sample_weights
@@ -84,9 +86,11 @@ class TrainSettings:
     """Share of training spent on clusters of at most 10 nodes before every training scenario."""
     scenarios: tuple[str, ...] = ()
     """Scenario files to train on (default: every file under evals/scenarios with at most max_train_nodes nodes)."""
-    teacher: str = "hpa"
+    teacher: str = "node-rule"
     """Controller the actor imitates first (behaviour cloning of its per-node moves, weight-mapped like any
-    non-learned controller), while the critic learns the returns; "" trains from scratch."""
+    non-learned controller), while the critic learns the returns; "" trains from scratch. ``node-rule`` (a
+    function of the observation, local_agents.node_rule) can be cloned exactly; a service-level controller such as
+    ``hpa`` has state the nodes do not see."""
     teacher_agent_steps: int = 1_000_000
     """Agent-steps of imitation before PPO takes over."""
     eval_every: int = 20
@@ -229,7 +233,10 @@ class Slot:
         self.episode_return = 0.0
         self.episode_ticks = 0
         self.teacher: Any = None
-        if teacher:
+        self.rng = np.random.default_rng(seed)
+        if teacher == "node-rule":
+            self.teacher = NodeRuleSettings()
+        elif teacher:
             from local_agents.registry import make_controller
 
             self.teacher = make_controller(teacher, seed=seed)
@@ -241,6 +248,8 @@ class Slot:
         """The teacher's decision this tick as node actions: one replica up (or a pre-warm), down or hold per cell
         toward its targets, never a masked choice, no offload."""
         env = self.env
+        if isinstance(self.teacher, NodeRuleSettings):  # a function of the observation: clonable exactly
+            return node_rule_actions(self.obs, env.observer.codes, self.rng, self.teacher)
         cluster = env.cluster
         decision = self.teacher.act(cluster)
         current = cluster.replicas()

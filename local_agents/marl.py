@@ -15,44 +15,26 @@ from pathlib import Path
 import numpy as np
 
 from local_agents.act import Policy, load_policy
-from local_agents.controllers import ActionReason, Decision
+from local_agents.controllers import ActionReason, Decision, NodeAgentController
 from simulators.cluster import Cluster
-from simulators.env import DOWN, HOLD, OFFLOAD_LEVELS, PREWARM, UP, Observer
+from simulators.env import DOWN, HOLD, OFFLOAD_LEVELS, PREWARM, UP
 from simulators.rewards import RewardWeights
 
 VERBS = {DOWN: "scale_down", UP: "scale_up", PREWARM: "pre-warm"}
 
 
-class MarlController:
+class MarlController(NodeAgentController):
     name = "marl"
 
     def __init__(
         self, policy: Policy | str | Path | None = None, seed: int = 0, weights: RewardWeights | None = None, explain: bool = True
     ) -> None:
+        super().__init__(seed, weights)
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
-        self.seed = seed
-        self.rng = np.random.default_rng(seed)
-        self.weights = weights or RewardWeights()
         self.explain = explain
-        self.observer: Observer | None = None
-
-    def reset(self, cluster: Cluster) -> None:
-        self.rng = np.random.default_rng(self.seed)
-        self.observer = Observer(cluster)
-        self.observer.reset(cluster, self.weights)
-
-    def set_weights(self, weights: RewardWeights) -> None:
-        """The manager's rewrite: in the observation from the next tick on."""
-        self.weights = weights
-        if self.observer is not None:
-            self.observer.set_weights(weights)
 
     def act(self, cluster: Cluster) -> Decision:
-        if self.observer is None:
-            self.reset(cluster)
-        observer = self.observer
-        assert observer is not None
-        observer.observe(cluster)
+        observer = self.observe(cluster)
         actions = self.policy.act(observer.obs, observer.mask, self.rng)
         before = cluster.replicas()
         old_offload = cluster.offload.copy()
@@ -63,23 +45,33 @@ class MarlController:
     def _reasons(
         self, c: Cluster, actions: np.ndarray, before: np.ndarray, targets: np.ndarray | None, old: np.ndarray, offload: np.ndarray
     ) -> list[ActionReason]:
+        """One explained reason per replica started or stopped and per offload change, explained in one batch."""
         assert self.observer is not None
         obs, s = self.observer.obs, c.n_services
-        reasons = []
+        cells = list(zip(*np.nonzero(targets != before), strict=True)) if targets is not None else []
+        moved = np.flatnonzero(~np.isclose(offload, old))
+        nodes = np.array([n for n, _ in cells] + list(moved), dtype=np.int64)
+        if nodes.size == 0:
+            return []
+        dims = np.array([j for _, j in cells] + [s] * len(moved), dtype=np.int64)
+        choices = actions[nodes, dims]
+        current = np.abs(OFFLOAD_LEVELS[None, :] - old[moved, None]).argmin(axis=1)
+        against = np.array([HOLD] * len(cells) + list(current), dtype=np.int64)
+        texts = self.policy.explain(obs[nodes], dims, choices, against)
         weights = self.weights.describe(top=2)
-        if targets is not None:
-            for node, service in zip(*np.nonzero(targets != before), strict=True):
-                choice = int(actions[node, service])
-                why = self.policy.explain(obs[node], int(service), choice, HOLD)
-                b, a = int(before[node, service]), int(targets[node, service])
-                text = f"{VERBS[choice]} {c.service_names[service]} on {c.node_names[node]} {b}→{a}: {why}; weights {weights}"
-                action = "scale_up" if a > b else "scale_down"
-                reasons.append(ActionReason("marl", action, c.service_names[service], c.node_names[node], b, a, text))
-        for node in np.nonzero(~np.isclose(offload, old))[0]:
-            level = int(actions[node, s])
-            current = int(np.abs(OFFLOAD_LEVELS - old[node]).argmin())
-            why = self.policy.explain(obs[node], s, level, current)
+        reasons = []
+        for (node, service), why in zip(cells, texts, strict=False):
+            b, a = int(before[node, service]), int(targets[node, service])  # type: ignore[index]
+            verb = VERBS[int(actions[node, service])]
+            text = f"{verb} {c.service_names[service]} on {c.node_names[node]} {b}→{a}: {why}; weights {weights}"
+            reasons.append(
+                ActionReason("marl", "scale_up" if a > b else "scale_down", c.service_names[service], c.node_names[node], b, a, text)
+            )
+        for node, why in zip(moved, texts[len(cells) :], strict=True):
             text = f"offload {old[node]:.0%}→{offload[node]:.0%} of {c.node_names[node]}'s arrivals: {why}; weights {weights}"
-            before_pct, after_pct = round(100 * float(old[node])), round(100 * float(offload[node]))
-            reasons.append(ActionReason("marl", "offload", "*", c.node_names[node], before_pct, after_pct, text))
+            reasons.append(
+                ActionReason(
+                    "marl", "offload", "*", c.node_names[node], round(100 * float(old[node])), round(100 * float(offload[node])), text
+                )
+            )
         return reasons

@@ -36,6 +36,20 @@ def _marl(params: dict[str, str], placement: str, seed: int) -> Controller:
     return MarlController(params.get("policy"), seed=seed)
 
 
+def _node_rule(params: dict[str, str], placement: str, seed: int) -> Controller:
+    from local_agents.node_rule import NodeRuleController, NodeRuleSettings
+
+    values = {}
+    for key, value in params.items():
+        if key not in ("target_utilization", "prewarm_share"):
+            raise ConfigError(f"node-rule: unknown parameter {key!r} (target_utilization, prewarm_share)")
+        try:
+            values[key] = float(value)
+        except ValueError:
+            raise ConfigError(f"node-rule: {key} must be a number, got {value!r}") from None
+    return NodeRuleController(NodeRuleSettings(**values), seed)
+
+
 def _hpa(params: dict[str, str], placement: str, seed: int) -> Controller:
     return HPAController(HPASettings.from_params(params), placement, seed)
 
@@ -65,6 +79,7 @@ BUILDERS: dict[str, Builder] = {
     "keepalive20": _keepalive("keepalive20"),
     "hybrid": _keepalive("hybrid"),
     "oracle": _oracle,
+    "node-rule": _node_rule,
     "marl": _marl,
 }
 

@@ -134,27 +134,28 @@ def sim(
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo's decision log, checkpoints and eval report.")] = Path("out/demo"),
 ) -> None:
-    """The full-stack demo: a spike and a node failure handled by Knative's KPA under the rule manager, which
-    rewrites the reward weights and asks to add nodes (approved automatically in demo mode), every step explained
-    in the decision log; then the same scenario under HPA alone for comparison, and the smoke suite's report."""
+    """The full-stack demo: a spike and a node failure handled by the MARL node agents under the rule manager,
+    which rewrites their reward weights and asks to add nodes (approved automatically in demo mode), every step
+    explained in the decision log; then the same scenario under HPA, KPA and the agents alone, and the smoke
+    suite's report with the clairvoyant bound."""
     out.mkdir(parents=True, exist_ok=True)
     scenarios = Path(__file__).resolve().parents[1] / "evals" / "scenarios"
     scenario = scenarios / "demo-spike-failure.yaml"
     db = f"sqlite:///{(out / 'demo.db').resolve()}"
     console = Console()
-    console.rule("1. demo-spike-failure: KPA on every node, the rule manager above it (demo operator approves)")
-    run(scenario=scenario, manager="rule", controller="kpa", db=db, checkpoints=str(out / "checkpoints.db"), seed=None, ticks=None,
+    console.rule("1. demo-spike-failure: the MARL agents on every node, the rule manager above them (demo operator approves)")
+    run(scenario=scenario, manager="rule", controller="marl", db=db, checkpoints=str(out / "checkpoints.db"), seed=None, ticks=None,
         speed=0.0, approval_timeout_s=600.0, auto_approve="demo", as_json=False)  # fmt: skip
     console.rule("2. what the manager did, and why")
     decisions(db=db, run=None, actor="manager", since=None, status=None, node=None, service=None, limit=12, as_json=False)
-    console.rule("3. the same scenario under HPA alone, and KPA alone")
-    for name in ("hpa", "kpa"):
+    console.rule("3. the same scenario under HPA alone, KPA alone and the agents alone")
+    for name in ("hpa", "kpa", "marl"):
         sim(scenario=scenario, controller=name, db=None, sample_every=5, seed=None, ticks=None, placement="least-loaded", param=None,
             routing=None, as_json=False)  # fmt: skip
-    console.rule("4. the smoke suite: HPA, KPA and the clairvoyant bound on the same seeds")
+    console.rule("4. the smoke suite: HPA, KPA, the MARL agents and the clairvoyant bound on the same seeds")
     eval_suite(
         suite="smoke",
-        controllers="hpa,kpa,oracle",
+        controllers="hpa,kpa,marl,oracle",
         seeds=1,
         out=out / "eval",
         jobs=2,
@@ -162,6 +163,8 @@ def demo(
         duration_s=None,
         placement="least-loaded",
     )
+    console.rule("5. look at it in the operator console")
+    console.print(f"ama console --db {db}   # then open http://127.0.0.1:8501 (read-only without AMA_CONSOLE_TOKEN)")
 
 
 @app.command()
