@@ -22,7 +22,9 @@ Action        ``MultiDiscrete([4] * S + [4])``: per service 0 = down (stop one r
 Reward        ``sum(w_k * term_k)`` over ``REWARD_COMPONENTS`` with the weights in force
               (``set_reward_weights``); every term is in [-1, 1] and is in ``info[agent]["reward_terms"]``:
               latency  -(served-weighted latency / SLO, capped at 4) / 4
-              sla      -(violating + dropped) / (served + dropped) requests
+              sla      -sqrt((violating + dropped) / (served + dropped) requests): the square root makes the
+                       first percent of misses cost what an operator feels they cost (1% -> -0.1, 25% -> -0.5);
+                       linear, a cost term of a few replicas outweighed 10% violations at the default weights
               utilization  busy share of the CPU the node's replicas reserve (0 with none)
               energy   -(power - idle power) / (peak - idle power)
               cost     -(reserved share of the node's CPU) * price / the cluster's highest price

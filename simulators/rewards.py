@@ -104,7 +104,7 @@ def reward_terms(cluster: Cluster, max_price_per_h: float, into: np.ndarray | No
     finished = served + o.drops @ ones
     latency_ratio = np.minimum(o.latency_ms / c.slo_ms, 4.0)
     terms[:, 0] = -((o.served * latency_ratio) @ ones) / np.maximum(served, 1e-9) / 4.0
-    terms[:, 1] = -(o.violations @ ones) / np.maximum(finished, 1e-9)
+    terms[:, 1] = -np.sqrt((o.violations @ ones) / np.maximum(finished, 1e-9))
     reserved_cpu = (c.warm + c.booting) @ c.svc_cpu
     busy_cpu = o.busy_replicas @ c.svc_cpu
     terms[:, 2] = np.minimum(busy_cpu / np.maximum(reserved_cpu, 1e-9), 1.0)
@@ -121,7 +121,7 @@ def cluster_terms(cluster: Cluster, node_terms: np.ndarray) -> np.ndarray:
     """The cluster's reward terms for the tick (components,): what the operator pays for, not the mean of the nodes'
     ratios. SLA is all SLO-missing and dropped requests over all finished ones and latency is weighted by requests
     served (a node without replicas has no misses of its own, so the mean of node ratios rewards leaving the work to
-    others); utilization is busy over reserved CPU of the whole cluster; energy, cost and churn are node means.
+    others; the square root as in ``reward_terms``); utilization is busy over reserved CPU of the whole cluster; energy, cost and churn are node means.
     Used by the MARL trainer's team reward."""
     o = cluster.out
     served = float(o.served.sum())
@@ -132,7 +132,7 @@ def cluster_terms(cluster: Cluster, node_terms: np.ndarray) -> np.ndarray:
     return np.array(
         [
             float(node_terms[:, 0] @ per_node_served) / served if served > 0 else 0.0,
-            -float(o.violations.sum()) / finished if finished > 0 else 0.0,
+            -float(np.sqrt(o.violations.sum() / finished)) if finished > 0 else 0.0,
             min(busy / reserved, 1.0) if reserved > 0 else 0.0,
             float(node_terms[:, 3].mean()),
             float(node_terms[:, 4].mean()),
