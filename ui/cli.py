@@ -312,26 +312,33 @@ def llm_serve(
 @app.command()
 def train(
     out: Annotated[Path, typer.Option(help="Folder for checkpoint.pt, curves.csv/png and policy.npz.")] = Path("runs/marl"),
-    agent_steps: Annotated[int, typer.Option(min=1, help="Train until this many agent-steps (one node, one tick).")] = 20_000_000,
-    seed: Annotated[int, typer.Option(help="Seed of the networks, the curriculum and the sampled weights.")] = 0,
-    envs: Annotated[int, typer.Option(min=1, help="Environments stepped side by side.")] = 6,
+    agent_steps: Annotated[
+        int | None, typer.Option(min=1, help="Train until this many agent-steps (one node, one tick) [default: 20,000,000].")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the networks, the curriculum and the sampled weights [default: 0].")] = None,
+    envs: Annotated[int | None, typer.Option(min=1, help="Environments stepped side by side [default: 6].")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue from this checkpoint.pt (--agent-steps sets the new total).")] = None,
-    eval_every: Annotated[int, typer.Option(min=0, help="Iterations between evaluations on held-out seeds (0: never).")] = 20,
-    device: Annotated[str, typer.Option(help="auto (a GPU when present), cpu or cuda.")] = "auto",
-    settings: Annotated[Path | None, typer.Option(help="JSON file of TrainSettings fields (local_agents.mappo) to override.")] = None,
-    ship: Annotated[bool, typer.Option(help="Also copy the final policy over the shipped default, with its provenance.")] = False,
+    eval_every: Annotated[int | None, typer.Option(min=0, help="Iterations between held-out evaluations (0: never) [default: 20].")] = None,
+    device: Annotated[str | None, typer.Option(help="auto (a GPU when present), cpu or cuda [default: auto].")] = None,
+    settings: Annotated[
+        Path | None, typer.Option(help="JSON file of TrainSettings fields (local_agents.mappo); options given here override it.")
+    ] = None,
+    ship: Annotated[
+        bool, typer.Option(help="Also copy the policy kept by the held-out evaluation (policy-best.npz) over the shipped default.")
+    ] = False,
 ) -> None:
     """Train the node agents' shared policy with weight-conditioned MAPPO (centralized critic) over the scenario
     curriculum; checkpoints every 10 iterations, resumable, learning curves as CSV and PNG."""
     from local_agents.mappo import Trainer, TrainSettings, load_settings_file, ship_policy
 
     try:
+        given = {"total_agent_steps": agent_steps, "seed": seed, "envs": envs, "eval_every": eval_every, "device": device}
+        given = {k: v for k, v in given.items() if v is not None}
         if resume is not None:
-            trainer = Trainer.resume(resume, total_agent_steps=agent_steps)
+            trainer = Trainer.resume(resume, **given)
         else:
             values = load_settings_file(settings) if settings else {}
-            values.update(out=out, total_agent_steps=agent_steps, seed=seed, envs=envs, eval_every=eval_every, device=device)
-            trainer = Trainer(TrainSettings.from_dict(values))
+            trainer = Trainer(TrainSettings.from_dict({**values, "out": out, **given}))
     except InputError as exc:
         fail(str(exc))
     gc.freeze()
@@ -345,8 +352,10 @@ def train(
 
         trainer.progress = report
         summary = trainer.train()
-    if ship:
-        summary["shipped"] = str(ship_policy(trainer.settings.out / "policy.npz", " ".join(["ama", *sys.argv[1:]])))
+    if ship:  # the policy the held-out evaluation kept, else the last one
+        best = trainer.settings.out / "policy-best.npz"
+        chosen = best if best.exists() else trainer.settings.out / "policy.npz"
+        summary["shipped"] = str(ship_policy(chosen, " ".join(["ama", *sys.argv[1:]])))
     typer.echo(json.dumps(summary, indent=2))
 
 
