@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from local_agents.act import Policy, load_policy
+from local_agents.act import Policy, load_policy, single_threaded_blas
 from local_agents.controllers import ActionReason, Decision, NodeAgentController
 from simulators.cluster import Cluster
 from simulators.env import DOWN, HOLD, OFFLOAD_LEVELS, PREWARM, UP
@@ -32,6 +32,7 @@ class MarlController(NodeAgentController):
         super().__init__(seed, weights)
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
         self.explain = explain
+        single_threaded_blas()
 
     def act(self, cluster: Cluster) -> Decision:
         observer = self.observe(cluster)
