@@ -187,8 +187,8 @@ def load_policy(path: str | Path | None = None) -> Policy:
     policy, corrupted, or trained on another observation layout."""
     path = Path(path if path is not None else os.environ.get("AMA_MARL_POLICY") or DEFAULT_POLICY)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            header = json.loads(str(data["header"]))
+        with path.open("rb") as handle, np.load(handle, allow_pickle=False) as data:  # our handle: closed even when
+            header = json.loads(str(data["header"]))  # numpy gives up on a damaged zip half-way
             arrays = {k: np.asarray(data[k], dtype=np.float32) for k in ARRAYS}
     except FileNotFoundError:
         raise PolicyError(f"{path}: no such policy file") from None
