@@ -121,8 +121,8 @@ def cluster_terms(cluster: Cluster, node_terms: np.ndarray) -> np.ndarray:
     """The cluster's reward terms for the tick (components,): what the operator pays for, not the mean of the nodes'
     ratios. SLA is all SLO-missing and dropped requests over all finished ones and latency is weighted by requests
     served (a node without replicas has no misses of its own, so the mean of node ratios rewards leaving the work to
-    others; the square root as in ``reward_terms``); utilization is busy over reserved CPU of the whole cluster; energy, cost and churn are node means.
-    Used by the MARL trainer's team reward."""
+    others; the square root as in ``reward_terms``); utilization is busy over reserved CPU of the whole cluster;
+    energy, cost and churn are node means. Used by the MARL trainer's team reward."""
     o = cluster.out
     served = float(o.served.sum())
     finished = served + float(o.drops.sum())
