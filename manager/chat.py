@@ -25,12 +25,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import openai
 from sqlmodel import Session, col, select
 
 from manager import prompts
 from manager.guard import WeightBounds, guard
-from manager.llm import LLMSettings, PlannerError, one_line
+from manager.llm import LLMSettings, PlannerError, complete, one_line
 from manager.state import Proposal
 from simulators.rewards import REWARD_COMPONENTS, RewardWeights
 from tools.catalog import RiskBounds
@@ -188,26 +187,9 @@ class ManagerChat:
         s = self.llm
         assert s is not None
         messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user_prompt(question, rows, sample)}]
-        try:
-            with openai.OpenAI(base_url=s.base_url, api_key=s.api_key, timeout=s.timeout_s, max_retries=s.retries) as client:
-                completion = client.chat.completions.create(
-                    model=s.model,
-                    messages=messages,  # type: ignore[arg-type]
-                    max_tokens=s.max_tokens,
-                    temperature=s.temperature,
-                    timeout=s.timeout_s,
-                )
-        except openai.APITimeoutError:
-            raise PlannerError(f"{s.base_url} timed out after {s.timeout_s:g} s") from None
-        except openai.APIStatusError as exc:
-            raise PlannerError(f"{s.base_url} answered HTTP {exc.status_code}") from None
-        except openai.OpenAIError as exc:
-            raise PlannerError(f"{s.base_url}: {one_line(exc, 120)}") from None
-        if not completion.choices:
-            raise PlannerError(f"{s.base_url} returned no choices")
-        choice = completion.choices[0]
-        text = (choice.message.content or "").strip()
-        if choice.finish_reason == "length":
+        content, finish_reason = complete(s, messages, structured=False)
+        text = content.strip()
+        if finish_reason == "length":
             raise PlannerError(f"the reply was cut off at max_tokens ({s.max_tokens})")
         if not text:
             raise PlannerError("the reply was empty")

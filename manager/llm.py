@@ -142,30 +142,36 @@ class LLMPlanner:
         return parse_proposal(content)
 
     def _complete(self, messages: list[dict[str, str]]) -> tuple[str, str | None]:
-        """Ask the server once (plus the client's retries); the reply text and its finish reason."""
-        s = self.settings
-        try:
-            with openai.OpenAI(base_url=s.base_url, api_key=s.api_key, timeout=s.timeout_s, max_retries=s.retries) as client:
-                completion = client.chat.completions.create(
-                    model=s.model,
-                    messages=messages,  # type: ignore[arg-type]
-                    response_format=response_format(s),  # type: ignore[arg-type]
-                    max_tokens=s.max_tokens,
-                    temperature=s.temperature,
-                    timeout=s.timeout_s,
-                )
-        except openai.APITimeoutError:
-            raise PlannerError(f"LLM server at {s.base_url} did not answer: timed out after {s.timeout_s:g} s") from None
-        except openai.APIConnectionError as exc:
-            raise PlannerError(f"LLM server at {s.base_url} did not answer: {one_line(exc)}") from None
-        except openai.APIStatusError as exc:
-            raise PlannerError(f"LLM server at {s.base_url} did not answer: HTTP {exc.status_code}: {one_line(exc.message)}") from None
-        except openai.APIError as exc:
-            raise PlannerError(f"LLM server at {s.base_url} gave an unusable reply: {one_line(exc)}") from None
-        if not completion.choices:
-            raise PlannerError(f"LLM server at {s.base_url} returned no choices")
-        choice = completion.choices[0]
-        return choice.message.content or "", choice.finish_reason
+        return complete(self.settings, messages, structured=True)
+
+
+def complete(s: LLMSettings, messages: list[dict[str, str]], structured: bool) -> tuple[str, str | None]:
+    """Ask the server once (plus the client's retries): the reply text and its finish reason, or a one-line
+    PlannerError. ``structured`` asks for a Proposal (the response format of ``s``); the console's chat asks for
+    plain text. Used by the LLM planner and manager.chat."""
+    extra = {"response_format": response_format(s)} if structured else {}
+    try:
+        with openai.OpenAI(base_url=s.base_url, api_key=s.api_key, timeout=s.timeout_s, max_retries=s.retries) as client:
+            completion = client.chat.completions.create(
+                model=s.model,
+                messages=messages,  # type: ignore[arg-type]
+                max_tokens=s.max_tokens,
+                temperature=s.temperature,
+                timeout=s.timeout_s,
+                **extra,  # type: ignore[arg-type]
+            )
+    except openai.APITimeoutError:
+        raise PlannerError(f"LLM server at {s.base_url} did not answer: timed out after {s.timeout_s:g} s") from None
+    except openai.APIConnectionError as exc:
+        raise PlannerError(f"LLM server at {s.base_url} did not answer: {one_line(exc)}") from None
+    except openai.APIStatusError as exc:
+        raise PlannerError(f"LLM server at {s.base_url} did not answer: HTTP {exc.status_code}: {one_line(exc.message)}") from None
+    except openai.APIError as exc:
+        raise PlannerError(f"LLM server at {s.base_url} gave an unusable reply: {one_line(exc)}") from None
+    if not completion.choices:
+        raise PlannerError(f"LLM server at {s.base_url} returned no choices")
+    choice = completion.choices[0]
+    return choice.message.content or "", choice.finish_reason
 
 
 def parse_proposal(content: str) -> Proposal:
