@@ -19,7 +19,7 @@ import json
 import os
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,8 @@ class Policy:
     """Each feature's mean over training observations (the baseline of the explanations)."""
     provenance: dict[str, Any]
     path: Path | None = None
+    workspace: dict[tuple[int, int], tuple[np.ndarray, ...]] = field(default_factory=dict, repr=False, compare=False)
+    """Hidden-layer buffers by (services, nodes), reused from call to call (see ``logits``)."""
 
     @property
     def hidden(self) -> int:
@@ -105,7 +107,7 @@ class Policy:
         return out.reshape(*nodes_shape, services + 1, SCALE_CHOICES)
 
     def _buffers(self, services: int, nodes: int, features: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        cache = self.__dict__.setdefault("_workspace", {})
+        cache = self.workspace
         key = (services, nodes)
         if key not in cache:
             if len(cache) > 8:

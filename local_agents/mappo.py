@@ -49,7 +49,7 @@ from local_agents.node_rule import NodeRuleSettings, node_rule_actions
 from simulators.env import DOWN, HOLD, N_FEATURES, N_GLOBAL, PREWARM, SCALE_CHOICES, UP, ClusterEnv
 from simulators.errors import ConfigError
 from simulators.rewards import REWARD_COMPONENTS, RewardWeights, cluster_terms, combine, sample_weights
-from simulators.scenarios import REPO_ROOT, SCENARIO_DIR, load_scenario
+from simulators.scenarios import REPO_ROOT, SCENARIO_DIR, Scenario, load_scenario
 
 TRAIN_SEED_BASE = 1000
 """Training seeds are TRAIN_SEED_BASE + k; the evals use each scenario's own seed + 0..2, so they stay unseen."""
@@ -283,9 +283,10 @@ class Trainer:
         self.value_norm = ValueNorm()
         self.obs_sum, self.obs_count = np.zeros(N_FEATURES), 0
         self.iteration, self.agent_steps, self.wall_s = 0, 0, 0.0
-        self.episodes_done, self.next_seed = 0, TRAIN_SEED_BASE
+        self.next_seed = TRAIN_SEED_BASE
         self.scenarios = training_scenarios(s)
-        self.envs: dict[Path, ClusterEnv] = {}
+        self.compiled: dict[Path, Scenario] = {}
+        """Each training scenario compiled once; every slot gets its own env over it."""
         self.slots: list[Slot] = []
         self.hpa_reference: dict[str, list[float]] = {}
         self.best: dict[str, float] | None = None
@@ -300,9 +301,9 @@ class Trainer:
 
     def _new_slot(self) -> Slot:
         path = self._pick_scenario()
-        if path not in self.envs:
-            self.envs[path] = ClusterEnv(load_scenario(path))
-        env = ClusterEnv(self.envs[path].scenario)  # one env per slot (two slots may run the same scenario)
+        if path not in self.compiled:
+            self.compiled[path] = load_scenario(path)
+        env = ClusterEnv(self.compiled[path])
         weights = sample_weights(self.rng, concentration=self.settings.weight_concentration)
         env.set_reward_weights(weights)
         seed = self.next_seed
@@ -362,7 +363,6 @@ class Trainer:
                     self.curves.append(
                         {"kind": "episode", "agent_steps": self.agent_steps, "episode_return": slot.episode_return / slot.episode_ticks}
                     )
-                    self.episodes_done += 1
                     slot = self.slots[k] = self._new_slot()
                     env = slot.env
                     if env.n_nodes != n or env.n_services != sv:  # another cluster shape: end this slot's batch here
@@ -568,7 +568,7 @@ class Trainer:
             "actor": self.actor.state_dict(), "critic": self.critic.state_dict(), "optimizer": self.optimizer.state_dict(),
             "value_norm": vars(self.value_norm), "obs_sum": self.obs_sum, "obs_count": self.obs_count,
             "iteration": self.iteration, "agent_steps": self.agent_steps, "wall_s": self.wall_s, "next_seed": self.next_seed,
-            "episodes_done": self.episodes_done, "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             "curves": self.curves, "hpa_reference": self.hpa_reference, "best": self.best,
         }  # fmt: skip
         tmp = s.out / "checkpoint.pt.tmp"
@@ -606,7 +606,7 @@ class Trainer:
         vars(trainer.value_norm).update(state["value_norm"])
         trainer.obs_sum, trainer.obs_count = np.asarray(state["obs_sum"]), int(state["obs_count"])
         trainer.iteration, trainer.agent_steps, trainer.wall_s = state["iteration"], state["agent_steps"], state["wall_s"]
-        trainer.next_seed, trainer.episodes_done = state["next_seed"], state["episodes_done"]
+        trainer.next_seed = state["next_seed"]
         trainer.rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         trainer.curves, trainer.hpa_reference = list(state["curves"]), dict(state["hpa_reference"])

@@ -10,28 +10,12 @@ from pathlib import Path
 from manager.loop import Runtime, RuntimeSettings
 from simulators.cluster import NODE_BOOTING, NODE_ON
 from simulators.scenarios import SCENARIO_DIR
+from tests.spike import spike_scenario
 from tools.decision_log import DecisionLog
-
-SPIKE = """\
-name: spike-with-spare-nodes
-seed: 4
-duration_s: 400
-cluster:
-  nodes:
-    - {prefix: cloud, count: 6, tier: cloud, cpus: 8, mem_gb: 32, boot_s: 30, "on": 4}
-services:
-  - {name: api, work_ms: 40, slo_ms: 300, min_replicas: 2, max_replicas: 64, initial_replicas: 8}
-workload:
-  - {service: api, type: poisson, rps: 100}
-events:
-  - {at_s: 120, type: traffic_spike, service: api, factor: 4, duration_s: 200}
-"""
 
 
 def settings(tmp_path: Path, **extra: object) -> RuntimeSettings:
-    path = tmp_path / "spike.yaml"
-    path.write_text(SPIKE)
-    return RuntimeSettings(scenario=path, controller="kpa", checkpoints=tmp_path / "checkpoints.db", **extra)  # type: ignore[arg-type]
+    return RuntimeSettings(scenario=spike_scenario(tmp_path), controller="kpa", checkpoints=tmp_path / "checkpoints.db", **extra)  # type: ignore[arg-type]
 
 
 def test_a_spike_rewrites_the_weights_and_proposes_nodes_for_approval(tmp_path: Path) -> None:

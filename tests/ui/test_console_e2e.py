@@ -17,25 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.spike import spike_scenario
 from tools.decision_log import DecisionLog
 from ui.console import browser
 
 pytestmark = pytest.mark.skipif(browser.available() is not None, reason=f"no headless browser: {browser.available()}")
-
-SCENARIO = """\
-name: e2e-spike
-seed: 4
-duration_s: 1800
-cluster:
-  nodes:
-    - {prefix: cloud, count: 6, tier: cloud, cpus: 8, mem_gb: 32, boot_s: 30, "on": 4}
-services:
-  - {name: api, work_ms: 40, slo_ms: 300, min_replicas: 2, max_replicas: 64, initial_replicas: 8}
-workload:
-  - {service: api, type: poisson, rps: 100}
-events:
-  - {at_s: 120, type: traffic_spike, service: api, factor: 4, duration_s: 1200}
-"""
 
 
 def free_port() -> int:
@@ -77,7 +63,7 @@ def processes(tmp_path: Path) -> Iterator[list[subprocess.Popen]]:
 
 
 def test_an_operator_approves_in_the_browser_and_the_runtime_applies_it(tmp_path: Path, processes: list[subprocess.Popen]) -> None:
-    (tmp_path / "spike.yaml").write_text(SCENARIO)
+    scenario = spike_scenario(tmp_path, duration_s=1800, spike_s=1200)  # long enough for a browser to answer
     (tmp_path / "token").write_text("e2e-token\n")
     url = f"sqlite:///{tmp_path / 'log.db'}"
     ama = [sys.executable, "-m", "ui.cli"]
@@ -85,7 +71,7 @@ def test_an_operator_approves_in_the_browser_and_the_runtime_applies_it(tmp_path
     console_log = (tmp_path / "console.log").open("w")
     processes.append(
         subprocess.Popen(
-            [*ama, "run", "--scenario", str(tmp_path / "spike.yaml"), "--db", url, "--checkpoints", str(tmp_path / "cp.db"),
+            [*ama, "run", "--scenario", str(scenario), "--db", url, "--checkpoints", str(tmp_path / "cp.db"),
              "--controller", "kpa", "--manager", "rule", "--speed", "15", "--approval-timeout-s", "1500"],
             stdout=run_log, stderr=subprocess.STDOUT,
         )

@@ -19,6 +19,14 @@ class Context:
     access: Access
     run: Run | None
 
+    def require_run(self) -> Run:
+        """The selected run; a page that needs one says so and stops when there is none."""
+        if self.run is None:
+            st.info("No run selected.")
+            st.stop()
+        assert self.run is not None
+        return self.run
+
 
 @st.cache_resource
 def _log(url: str) -> DecisionLog:

@@ -13,7 +13,7 @@ from ui.console import data, plots
 from ui.console.context import console_context
 
 context = console_context()
-log, access, run = context.log, context.access, context.run
+log, access = context.log, context.access
 st.header("Approvals")
 if not access.can_write:
     st.info(f"Read-only: {access.why}")

@@ -1,5 +1,5 @@
 """Chat page of the operator console: ask the manager why something happened or ask it to change priorities.
-Answers are grounded in the decision log (manager.chat, through the manager's read-only queries; the LLM when
+Answers are grounded in the decision log (manager.chat reads its decisions and metric samples; the LLM when
 AMA_LLM_BASE_URL is set, a rule-based answer from the log otherwise). Change requests become proposals that wait on
 the Approvals page like any other high-impact action. Every message records the operator."""
 

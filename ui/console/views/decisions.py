@@ -10,11 +10,9 @@ from ui.console import data
 from ui.console.context import console_context
 
 context = console_context()
-log, access, run = context.log, context.access, context.run
+log = context.log
 st.header("Decisions")
-if run is None:
-    st.info("No run selected.")
-    st.stop()
+run = context.require_run()
 
 rows = log.decisions(run_id=run.id, limit=5000)
 if not rows:

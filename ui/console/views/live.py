@@ -10,11 +10,9 @@ from ui.console import data, plots
 from ui.console.context import console_context
 
 context = console_context()
-log, access, run = context.log, context.access, context.run
+log = context.log
 st.header("Live")
-if run is None:
-    st.info("No run selected.")
-    st.stop()
+run = context.require_run()
 
 
 @st.fragment(run_every=2.0 if run.status == "running" else None)

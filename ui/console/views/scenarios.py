@@ -30,7 +30,7 @@ for key, process in list(running.items()):
         del running[key]
 
 context = console_context()
-log, access, run = context.log, context.access, context.run
+access = context.access
 folder = Path(os.environ.get("AMA_REPLAYS_DIR", "out/console-replays"))
 st.header("Scenario replays")
 
