@@ -6,8 +6,10 @@ advantage over HPA comes from acting per node every tick rather than from learni
 Per (node, service) cell with replicas: one more when the node's load over its warm capacity asks for more replicas
 than it has at the target utilization, or requests queue, or latency is over the SLO; one fewer when it would still
 be well under target with one less. A node without a replica of an overloaded service pre-warms one with probability
-``prewarm_share`` a tick (so not every idle node jumps at once). The target utilization follows the reward weights
-in the observation, as HPA's does under the manager: target / sqrt(pressure).
+``prewarm_share`` a tick (so not every idle node jumps at once). A node whose own degradation (added network
+latency, a slowed CPU) eats a share of a service's SLO offloads part of its arrivals to healthy nodes instead of
+adding replicas that would be as slow, and does not pre-warm. The target utilization follows the reward weights in
+the observation, as HPA's does under the manager: target / sqrt(pressure).
 """
 
 from __future__ import annotations
@@ -29,24 +31,36 @@ _W0 = _F["w_latency"]
 class NodeRuleSettings:
     target_utilization: float = 0.7
     prewarm_share: float = 0.1
+    offload_at: tuple[float, float, float] = (0.15, 0.3, 0.6)
+    """Offload 25, 50 or 75% of the node's arrivals once its own degradation (added network latency, plus the extra
+    work time of a slowed node) reaches these shares of a service's SLO: capacity elsewhere fixes that, more
+    replicas here do not."""
 
 
 def node_rule_actions(obs: np.ndarray, codes: np.ndarray, rng: np.random.Generator, settings: NodeRuleSettings) -> np.ndarray:
-    """Observations (N, S, F) and mask codes (N, S+1) -> actions (N, S+1); never a masked choice, no offload."""
+    """Observations (N, S, F) and mask codes (N, S+1) -> actions (N, S+1); never a masked choice."""
     weights = RewardWeights.from_array(obs[0, 0, _W0:].astype(np.float64))
     target = float(np.clip(settings.target_utilization / np.sqrt(service_pressure(weights)), 0.3, 0.95))
     warm, booting = obs[..., _F["cell_warm"]] * 8.0, obs[..., _F["cell_booting"]] * 8.0
     load, backlog = obs[..., _F["cell_load"]], obs[..., _F["cell_backlog"]]
     latency = obs[..., _F["cell_latency"]] * 4.0
+    # the node's own degradation, in shares of each service's SLO (the features' scales: simulators.env.Observer)
+    added_ms = obs[..., _F["node_net_extra"]] * 100.0 + obs[..., _F["node_slowdown"]] * 10.0 ** (obs[..., _F["svc_work"]] * 4.0)
+    degraded = (added_ms / 10.0 ** (obs[..., _F["svc_slo"]] * 4.0)).max(axis=1)
+    offload = np.searchsorted(np.asarray(settings.offload_at), degraded, side="right")
     have = warm + booting
     desired = warm * load / target
-    up = (have > 0) & ((desired > have + 0.5) | (backlog > 0.5) | (latency > 1.0))
+    latency_up = (latency > 1.0) & (offload == 0)[:, None]  # a degraded node's latency is not a capacity problem
+    up = (have > 0) & ((desired > have + 0.5) | (backlog > 0.5) | latency_up)
     down = (have > 0) & (desired < have - 1.5) & (load < 0.7 * target) & (backlog < 0.05)
-    prewarm = (have == 0) & (obs[..., _F["svc_load"]] > target + 0.15) & (rng.random(have.shape) < settings.prewarm_share)
+    svc_load = obs[..., _F["svc_load"]]
+    prewarm = (have == 0) & (offload == 0)[:, None] & (svc_load > target + 0.15)
+    prewarm &= rng.random(have.shape) < settings.prewarm_share
     scale = np.where(up, UP, np.where(down, DOWN, np.where(prewarm, PREWARM, HOLD)))
     allowed = ((codes[:, :-1] >> scale) & 1).astype(bool)
     actions = np.zeros((obs.shape[0], obs.shape[1] + 1), np.int64)
     actions[:, :-1] = np.where(allowed, scale, HOLD)
+    actions[:, -1] = np.where((codes[:, -1] >> offload) & 1, offload, 0)
     return actions
 
 

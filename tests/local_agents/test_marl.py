@@ -62,11 +62,14 @@ def mean_return(actor: Actor, scenario: Path, seeds: range) -> float:
     return total / count
 
 
-def test_a_tiny_training_run_improves_the_return_on_a_toy_scenario(tmp_path: Path) -> None:
+@pytest.mark.parametrize("student_share", [0.0, 1.0], ids=["cloning", "dagger"])
+def test_a_tiny_training_run_improves_the_return_on_a_toy_scenario(tmp_path: Path, student_share: float) -> None:
+    """Imitating the node rule, on its trajectories (behaviour cloning) or more and more on the actor's own (DAgger)."""
     scenario = toy(tmp_path)
     settings = TrainSettings(
         out=tmp_path / "run", total_agent_steps=16_000, envs=4, rollout_ticks=60, epochs=4, minibatches=2, learning_rate=3e-3,
-        scenarios=(str(scenario),), eval_every=0, seed=3, weight_concentration=1e6,
+        scenarios=(str(scenario),), eval_every=0, seed=3, weight_concentration=1e6, teacher_agent_steps=16_000,
+        student_share=student_share,
     )  # fmt: skip
     trainer = Trainer(settings)
     before = mean_return(trainer.actor, scenario, range(50, 53))
@@ -214,3 +217,35 @@ def test_the_latency_benchmark_runs_with_a_tiny_budget() -> None:
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["50_nodes"]["p99_us"] > 0
+
+
+def test_the_node_rule_offloads_from_degraded_nodes_and_only_from_them() -> None:
+    """Stragglers (4x slower from t=300 s) and a degraded cloud uplink (+150 ms against a 120 ms SLO) send work away;
+    healthy nodes keep theirs."""
+    for stem, degraded in (("straggler-alone", {"cloud-2", "cloud-7", "cloud-11"}), ("network-degradation-cloud", None)):
+        scenario = load_scenario(SCENARIO_DIR / f"{stem}.yaml", duration_s=330)
+        cluster = scenario.make_cluster()
+        controller = make_controller("node-rule")
+        controller.reset(cluster)
+        for _ in range(cluster.horizon):
+            decision = controller.act(cluster)
+            if cluster.time_s < 300:
+                assert not decision.offload.any(), f"{stem}: offload before the degradation"
+            cluster.step(decision.targets, decision.offload)
+        expected = degraded or {n for n in cluster.node_names if n.startswith("cloud")}
+        offloading = {n for n, share in zip(cluster.node_names, cluster.offload, strict=True) if share > 0}
+        assert offloading == expected, stem
+
+
+def test_model_selection_ranks_by_the_shipping_target() -> None:
+    """Meeting the target (at most half HPA's violations at no more than its cost) first, then the fewest violations
+    (cost above HPA's counted as violations)."""
+    from local_agents.mappo import selection_rank
+
+    def rank(violations: float, cost: float) -> tuple[bool, float]:
+        return selection_rank({"eval_violation_rate": violations, "eval_cost_vs_hpa": cost, "hpa_violation_rate": 0.2})
+
+    assert rank(0.09, 0.99) < rank(0.02, 1.01)  # the cheaper one meets the target
+    assert rank(0.09, 0.99) < rank(0.15, 0.60)  # cheaper still, but over half HPA's violations
+    assert rank(0.03, 0.90) < rank(0.05, 0.70)  # both meet it: fewer violations
+    assert rank(0.03, 1.05) < rank(0.10, 1.02)  # neither: violations plus the cost overrun
