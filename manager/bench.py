@@ -1,6 +1,7 @@
 """Manager latency benchmark: ``python -m manager.bench [--json]``. Run by hand, recorded in BENCHMARKS.md. Times one
 incident from the detectors' anomaly to applied reward weights through the whole graph with the rule planner (with
-the SQLite decision log and without), and the graph's own overhead (each run minus the time spent inside its nodes)."""
+the SQLite decision log and without), the graph's own overhead (each run minus the time spent inside its nodes), and
+the floor under that overhead: the same graph, checkpointer and path with nodes that do nothing."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from manager.anomalies import Anomaly
-from manager.graph import DURABILITY, ManagerContext, build_graph, close_graph
+from manager.graph import DURABILITY, NODE_NAMES, ManagerContext, build_graph, checkpointer, close_graph, wire
 from manager.planners import RulePlanner
 from simulators.cluster import Cluster, ClusterConfig, NodeSpec, ServiceSpec, Workload
 from simulators.snapshot import take_snapshot
@@ -55,6 +56,22 @@ def measure(runs: int, with_log: bool, folder: Path) -> dict[str, float]:
         "graph_overhead_p50_ms": round(statistics.median(overheads), 2),
         "graph_overhead_p99_ms": round(float(np.percentile(overheads, 99)), 2),
     }
+
+
+def measure_floor(runs: int, folder: Path) -> dict[str, float]:
+    """LangGraph's own cost per run: the manager graph's shape, state schema, checkpointer and durability with
+    nodes that do nothing, walked along the same path (observe to record, no approval). What the manager's graph
+    overhead adds to this is its state's size and its nodes' outputs."""
+    graph = wire(dict.fromkeys(NODE_NAMES, lambda state: {})).compile(checkpointer=checkpointer(folder / "cp-floor.db"))
+    state = {"anomalies": [{"type": "traffic_spike"}], "plan": {"high_risk": []}}
+    times = []
+    for k in range(runs + 5):
+        start = time.perf_counter()
+        graph.invoke(state, {"configurable": {"thread_id": f"floor-{k}"}}, durability=DURABILITY)
+        if k >= 5:
+            times.append((time.perf_counter() - start) * 1000)
+    close_graph(graph)
+    return {"p50_ms": round(statistics.median(times), 2), "p99_ms": round(float(np.percentile(times, 99)), 2)}
 
 
 def graph_closer(graph: Any, log: DecisionLog | None) -> None:
@@ -117,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         report = {
             "rule_planner_anomaly_to_weights_with_log": measure(args.runs, True, folder),
             "rule_planner_anomaly_to_weights_no_log": measure(args.runs, False, folder),
+            "langgraph_floor_same_graph_noop_nodes": measure_floor(args.runs, folder),
         }
         planner = RulePlanner()
         from manager.state import Diagnosis

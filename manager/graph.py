@@ -87,9 +87,19 @@ def build_graph(context: ManagerContext, checkpoint_path: str | Path | None = No
     """The compiled manager graph; with ``checkpoint_path`` (a SQLite file, or a postgresql:// URL) its state
     survives restarts."""
     nodes = _Nodes(context)
+    graph = wire({name: _timed(name, getattr(nodes, name), context.node_seconds) for name in NODE_NAMES})
+    return graph.compile(checkpointer=checkpointer(checkpoint_path) if checkpoint_path else None)
+
+
+NODE_NAMES = ("observe", "detect", "diagnose", "plan", "guard", "apply", "propose", "gate", "apply_approved", "record")
+
+
+def wire(nodes: dict[str, Callable[[ManagerState], dict[str, Any]]]) -> StateGraph:
+    """The graph's shape around the given node functions (one per ``NODE_NAMES``); manager.bench also wires no-op
+    nodes into it, to measure what LangGraph itself costs per run."""
     graph = StateGraph(ManagerState)
-    for name in ("observe", "detect", "diagnose", "plan", "guard", "apply", "propose", "gate", "apply_approved", "record"):
-        graph.add_node(name, _timed(name, getattr(nodes, name), context.node_seconds))
+    for name in NODE_NAMES:
+        graph.add_node(name, nodes[name])
     graph.add_edge(START, "observe")
     graph.add_edge("observe", "detect")
     graph.add_conditional_edges("detect", lambda s: "diagnose" if s.get("anomalies") else END, ["diagnose", END])
@@ -104,7 +114,7 @@ def build_graph(context: ManagerContext, checkpoint_path: str | Path | None = No
         graph.add_edge(a, b)
     graph.add_conditional_edges("apply", lambda s: "propose" if s["plan"].get("high_risk") else "record", ["propose", "record"])
     graph.add_edge("record", END)
-    return graph.compile(checkpointer=checkpointer(checkpoint_path) if checkpoint_path else None)
+    return graph
 
 
 def checkpointer(target: str | Path) -> Any:

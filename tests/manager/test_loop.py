@@ -94,6 +94,7 @@ def test_manager_benchmark_runs_with_a_tiny_budget() -> None:
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["rule_planner_anomaly_to_weights_with_log"]["p50_ms"] > 0
+    assert report["langgraph_floor_same_graph_noop_nodes"]["p50_ms"] > 0
 
 
 def test_weights_are_reverted_when_slos_get_worse_after_a_change(tmp_path: Path) -> None:
