@@ -44,5 +44,6 @@ def test_the_command_writes_its_points_and_plot(tmp_path: Path) -> None:
 
 
 def test_bad_factors_are_one_line_errors(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "evals.frontier", "--factors", "1,x", "--out", str(tmp_path)], capture_output=True, text=True)
+    argv = [sys.executable, "-m", "evals.frontier", "--factors", "1,x", "--out", str(tmp_path)]
+    out = subprocess.run(argv, capture_output=True, text=True)
     assert out.returncode == 2 and "--factors" in out.stderr.strip().splitlines()[-1]
