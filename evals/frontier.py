@@ -23,7 +23,7 @@ import numpy as np
 
 from evals.runner import run_controller
 from simulators.rewards import REWARD_COMPONENTS, RewardWeights
-from simulators.scenarios import load_scenario, scenario_files
+from simulators.scenarios import compile_scenario, load_scenario, scenario_files
 
 Task = tuple[str, str, float, int, float | None, str | None]
 """(scenario file, "hpa" or "marl", weight factor, seed offset, duration cut, policy file)."""
@@ -36,7 +36,7 @@ def run_task(task: Task, component: str) -> dict[str, Any]:
 
     file, name, factor, offset, duration_s, policy = task
     base = load_scenario(file, duration_s=duration_s)
-    scenario = load_scenario(file, seed=base.spec.seed + offset, duration_s=duration_s)
+    scenario = compile_scenario(base.spec.model_copy(update={"seed": base.spec.seed + offset}), base.path)
     if name == "hpa":
         controller = make_controller("hpa", seed=scenario.spec.seed)
     else:
