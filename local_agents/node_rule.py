@@ -37,6 +37,14 @@ class NodeRuleSettings:
     replicas here do not."""
 
 
+def degradation(obs: np.ndarray) -> np.ndarray:
+    """Observations (N, S, F) -> each node's own degradation (N,): the latency its slowness adds to a request (added
+    network latency, plus the extra work time of a slowed CPU) as a share of a service's SLO, the worst service's
+    (the features' scales are simulators.env.Observer's)."""
+    added_ms = obs[..., _F["node_net_extra"]] * 100.0 + obs[..., _F["node_slowdown"]] * 10.0 ** (obs[..., _F["svc_work"]] * 4.0)
+    return (added_ms / 10.0 ** (obs[..., _F["svc_slo"]] * 4.0)).max(axis=1)
+
+
 def node_rule_actions(obs: np.ndarray, codes: np.ndarray, rng: np.random.Generator, settings: NodeRuleSettings) -> np.ndarray:
     """Observations (N, S, F) and mask codes (N, S+1) -> actions (N, S+1); never a masked choice."""
     weights = RewardWeights.from_array(obs[0, 0, _W0:].astype(np.float64))
@@ -44,10 +52,7 @@ def node_rule_actions(obs: np.ndarray, codes: np.ndarray, rng: np.random.Generat
     warm, booting = obs[..., _F["cell_warm"]] * 8.0, obs[..., _F["cell_booting"]] * 8.0
     load, backlog = obs[..., _F["cell_load"]], obs[..., _F["cell_backlog"]]
     latency = obs[..., _F["cell_latency"]] * 4.0
-    # the node's own degradation, in shares of each service's SLO (the features' scales: simulators.env.Observer)
-    added_ms = obs[..., _F["node_net_extra"]] * 100.0 + obs[..., _F["node_slowdown"]] * 10.0 ** (obs[..., _F["svc_work"]] * 4.0)
-    degraded = (added_ms / 10.0 ** (obs[..., _F["svc_slo"]] * 4.0)).max(axis=1)
-    offload = np.searchsorted(np.asarray(settings.offload_at), degraded, side="right")
+    offload = np.searchsorted(np.asarray(settings.offload_at), degradation(obs), side="right")
     have = warm + booting
     desired = warm * load / target
     latency_up = (latency > 1.0) & (offload == 0)[:, None]  # a degraded node's latency is not a capacity problem
@@ -74,9 +79,15 @@ class NodeRuleController(NodeAgentController):
     def act(self, cluster: Cluster) -> Decision:
         observer = self.observe(cluster)
         actions = node_rule_actions(observer.obs, observer.codes, self.rng, self.settings)
-        before = cluster.replicas()
+        before, old_offload = cluster.replicas(), cluster.offload.copy()
         targets, offload, _ = observer.translate(cluster, actions)
         reasons = []
+        if (moved := np.flatnonzero(~np.isclose(offload, old_offload))).size:
+            share = degradation(observer.obs)
+            for node in moved:
+                was, now, name = float(old_offload[node]), float(offload[node]), cluster.node_names[node]
+                text = f"offload {was:.0%}→{now:.0%} of {name}'s arrivals: its own added latency is {share[node]:.0%} of an SLO"
+                reasons.append(ActionReason(self.name, "offload", "*", name, round(100 * was), round(100 * now), text))
         if targets is not None:
             for node, service in zip(*np.nonzero(targets != before), strict=True):
                 b, a = int(before[node, service]), int(targets[node, service])

@@ -220,21 +220,24 @@ def test_the_latency_benchmark_runs_with_a_tiny_budget() -> None:
 
 
 def test_the_node_rule_offloads_from_degraded_nodes_and_only_from_them() -> None:
-    """Stragglers (4x slower from t=300 s) and a degraded cloud uplink (+150 ms against a 120 ms SLO) send work away;
-    healthy nodes keep theirs."""
+    """Stragglers (4x slower from t=300 s) and a degraded cloud uplink (+150 ms against a 120 ms SLO) send work away,
+    each change explained; healthy nodes keep theirs."""
     for stem, degraded in (("straggler-alone", {"cloud-2", "cloud-7", "cloud-11"}), ("network-degradation-cloud", None)):
         scenario = load_scenario(SCENARIO_DIR / f"{stem}.yaml", duration_s=330)
         cluster = scenario.make_cluster()
         controller = make_controller("node-rule")
         controller.reset(cluster)
+        explained = set()
         for _ in range(cluster.horizon):
             decision = controller.act(cluster)
             if cluster.time_s < 300:
                 assert not decision.offload.any(), f"{stem}: offload before the degradation"
+            explained |= {r.node for r in decision.reasons if r.action == "offload" and "added latency" in r.text}
             cluster.step(decision.targets, decision.offload)
         expected = degraded or {n for n in cluster.node_names if n.startswith("cloud")}
         offloading = {n for n, share in zip(cluster.node_names, cluster.offload, strict=True) if share > 0}
         assert offloading == expected, stem
+        assert explained == expected, stem  # every offload change has its reason
 
 
 def test_model_selection_ranks_by_the_shipping_target() -> None:
