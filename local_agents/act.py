@@ -76,6 +76,7 @@ class Policy:
     workspace: dict[tuple[int, int], tuple[np.ndarray, ...]] = field(default_factory=dict, repr=False, compare=False)
     """Hidden-layer buffers by (services, nodes), reused from call to call (see ``logits``)."""
     fused: _Fused = field(init=False, repr=False, compare=False)
+    """The same weights laid out for inference (``_fuse``), derived once here: the arrays are not changed afterwards."""
 
     def __post_init__(self) -> None:
         self.fused = _fuse(self)

@@ -573,8 +573,9 @@ class Trainer:
         }
 
     def _keep_if_best(self, row: dict[str, Any]) -> None:
-        if self.best is None or selection_rank(row) < selection_rank(self.best):
-            self.best = {"score": selection_rank(row)[1], "agent_steps": self.agent_steps, "iteration": self.iteration,
+        rank = selection_rank(row)
+        if self.best is None or rank < selection_rank(self.best):
+            self.best = {"score": rank[1], "agent_steps": self.agent_steps, "iteration": self.iteration,
                          **{k: row[k] for k in ("eval_violation_rate", "hpa_violation_rate", "eval_cost_vs_hpa")}}  # fmt: skip
             save_policy(self.settings.out / "policy-best.npz", self._arrays(), {**self.provenance(), "selected": self.best})
 

@@ -1,5 +1,6 @@
 """The SLA-cost frontier: its arithmetic on hand-made runs (total violation minutes of the scenarios' seed means,
-geometric mean of per-scenario cost ratios), and the command end to end with a tiny budget."""
+geometric mean of the scenarios' mean per-seed cost ratios, as the eval report), and the command end to end with a
+tiny budget."""
 
 from __future__ import annotations
 
@@ -13,21 +14,21 @@ import pytest
 from evals.frontier import frontier
 
 
-def run(file: str, controller: str, factor: float, minutes: float, cost: float) -> dict[str, object]:
-    return {"file": file, "controller": controller, "factor": factor, "offset": 0, "violation_minutes": minutes, "cost": cost}
+def run(file: str, controller: str, factor: float, offset: int, minutes: float, cost: float) -> dict[str, object]:
+    return {"file": file, "controller": controller, "factor": factor, "offset": offset, "violation_minutes": minutes, "cost": cost}
 
 
-def test_the_frontier_sums_minutes_and_takes_the_geometric_mean_of_cost_ratios() -> None:
+def test_the_frontier_aggregates_as_the_eval_report_does() -> None:
     rows = [
-        run("a", "hpa", 1.0, 10.0, 2.0), run("a", "hpa", 1.0, 20.0, 2.0), run("b", "hpa", 1.0, 10.0, 1.0),
-        run("a", "marl", 1.0, 3.0, 4.0), run("a", "marl", 1.0, 5.0, 4.0), run("b", "marl", 1.0, 6.0, 0.5),
-        run("a", "marl", 3.0, 1.0, 2.0), run("b", "marl", 3.0, 1.0, 1.0),
+        run("a", "hpa", 1.0, 0, 10.0, 2.0), run("a", "hpa", 1.0, 1, 20.0, 4.0), run("b", "hpa", 1.0, 0, 10.0, 1.0),
+        run("a", "marl", 1.0, 0, 3.0, 2.0), run("a", "marl", 1.0, 1, 5.0, 12.0), run("b", "marl", 1.0, 0, 6.0, 0.5),
+        run("a", "marl", 3.0, 0, 1.0, 2.0), run("a", "marl", 3.0, 1, 1.0, 4.0), run("b", "marl", 3.0, 0, 1.0, 1.0),
     ]  # fmt: skip
     first, second = frontier(rows, [1.0, 3.0])
     assert first["hpa_violation_minutes"] == pytest.approx(25.0)  # a: mean 15, b: 10
     assert first["violation_minutes"] == pytest.approx(10.0)  # a: mean 4, b: 6
     assert first["violation_minutes_vs_hpa"] == pytest.approx(0.4)
-    assert first["cost_vs_hpa"] == pytest.approx(1.0)  # sqrt(2.0 * 0.5)
+    assert first["cost_vs_hpa"] == pytest.approx(1.0)  # a: per-seed ratios 1 and 3, mean 2; b: 0.5; sqrt(2 * 0.5)
     assert second["violation_minutes"] == pytest.approx(2.0) and second["cost_vs_hpa"] == pytest.approx(1.0)
 
 
