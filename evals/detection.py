@@ -117,7 +117,7 @@ def detect_run(scenario: Scenario, controller: Controller, detectors: Detectors 
     reports: list[Anomaly] = []
     for _ in range(cluster.horizon):
         decision = controller.act(cluster)
-        cluster.step(decision.targets, decision.offload)
+        decision.apply(cluster)
         reports += detectors.observe(take_snapshot(cluster))
     return reports, score(reports, ground_truth(scenario))
 

@@ -5,8 +5,9 @@ hand for BENCHMARKS.md (and with a tiny budget by the tests); reads a scenario a
 The same scenario, seed and policy randomness run twice per experiment: once with the default weights throughout,
 once with one weight multiplied (energy x3, then SLA x3) from ``switch_s`` on, as a manager's rewrite would do. The
 runs are identical up to the switch, so every difference after it is the rewrite's effect: energy used (all of it,
-and the part above the nodes' idle power, which is all that replicas can change while nodes stay on), replicas, and
-SLA violations over the ``window_s`` seconds after the switch, rewritten vs default.
+and the part above the nodes' idle power, which is all that replicas can change while nodes stay on), nodes powered
+(the agents put empty nodes to sleep), replicas, and SLA violations over the ``window_s`` seconds after the switch,
+rewritten vs default.
 """
 
 from __future__ import annotations
@@ -32,12 +33,12 @@ def trace(
     cluster = scenario.make_cluster()
     controller = MarlController(policy, seed=seed, explain=False)
     controller.reset(cluster)
-    energy, dynamic, violations, finished, replicas = [], [], [], [], []
+    energy, dynamic, violations, finished, replicas, powered_nodes = [], [], [], [], [], []
     for _ in range(cluster.horizon):
         if weights_after is not None and cluster.time_s >= switch_s and controller.weights != weights_after:
             controller.set_weights(weights_after)
         decision = controller.act(cluster)
-        cluster.step(decision.targets, decision.offload)
+        decision.apply(cluster)
         o = cluster.out
         energy.append(float(o.node_power_w.sum()) * cluster.tick_s)
         powered = o.node_power_w > 0
@@ -45,7 +46,9 @@ def trace(
         violations.append(float(o.violations.sum()))
         finished.append(float(o.served.sum() + o.drops.sum()))
         replicas.append(float(cluster.replicas().sum()))
-    series = {"energy_j": energy, "dynamic_energy_j": dynamic, "violations": violations, "finished": finished, "replicas": replicas}
+        powered_nodes.append(float(powered.sum()))
+    series = {"energy_j": energy, "dynamic_energy_j": dynamic, "violations": violations, "finished": finished, "replicas": replicas,
+              "powered_nodes": powered_nodes}  # fmt: skip
     return {k: np.array(v) for k, v in series.items()}
 
 
@@ -67,6 +70,8 @@ def experiment(
                     changed["dynamic_energy_j"][window].sum() / max(default["dynamic_energy_j"][window].sum(), 1e-9) - 1.0
                 ),
                 "replicas_change": float(changed["replicas"][window].mean() / max(default["replicas"][window].mean(), 1e-9) - 1.0),
+                "powered_nodes_default": float(default["powered_nodes"][window].mean()),
+                "powered_nodes_rewritten": float(changed["powered_nodes"][window].mean()),
                 "violation_rate_default": float(default["violations"][window].sum() / max(default["finished"][window].sum(), 1e-9)),
                 "violation_rate_rewritten": float(changed["violations"][window].sum() / max(changed["finished"][window].sum(), 1e-9)),
                 "series": {label: {k: v.tolist() for k, v in run.items()} for label, run in (("default", default), ("rewritten", changed))},
@@ -77,6 +82,8 @@ def experiment(
         "energy_change_mean": float(np.mean([r["energy_change"] for r in rows])),
         "dynamic_energy_change_mean": float(np.mean([r["dynamic_energy_change"] for r in rows])),
         "replicas_change_mean": float(np.mean([r["replicas_change"] for r in rows])),
+        "powered_nodes_default_mean": float(np.mean([r["powered_nodes_default"] for r in rows])),
+        "powered_nodes_rewritten_mean": float(np.mean([r["powered_nodes_rewritten"] for r in rows])),
         "violation_rate_default_mean": float(np.mean([r["violation_rate_default"] for r in rows])),
         "violation_rate_rewritten_mean": float(np.mean([r["violation_rate_rewritten"] for r in rows])),
         "runs": rows,
@@ -132,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"{r['component']} x{r['factor']:g} at {r['switch_s']:.0f}s, next {r['window_s']:.0f}s over {len(seeds)} seeds: "
             f"energy {r['energy_change_mean']:+.1%} (above idle power {r['dynamic_energy_change_mean']:+.1%}), "
+            f"nodes powered {r['powered_nodes_default_mean']:.1f} -> {r['powered_nodes_rewritten_mean']:.1f}, "
             f"replicas {r['replicas_change_mean']:+.1%}, "
             f"SLA violations {r['violation_rate_default_mean']:.2%} -> {r['violation_rate_rewritten_mean']:.2%}"
         )

@@ -122,7 +122,7 @@ def run_controller(scenario: Any, controller: Controller, keep_series: bool = Tr
     for _ in range(cluster.horizon):
         decision = controller.act(cluster)
         explained += len(decision.reasons)
-        cluster.step(decision.targets, decision.offload)
+        decision.apply(cluster)
         recorder.record()
     return recorder, explained
 

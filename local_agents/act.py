@@ -5,7 +5,12 @@ on, per-feature reference values and its provenance). Also explains each action 
 
 The actor (the same maths as ``mappo.Actor``): every (node, service) row of ``OBS_FEATURES`` goes through a
 two-layer tanh MLP; a node's context is the mean and the max of its rows; each service's scale logits come from
-[row, context], the node's offload logits from the context. Masked choices get -inf.
+[row, context], the node's offload logits from the context. Its power logits (hold, sleep, wake) come from the
+maximum of its raw rows (the busiest service's load, among others) and the logarithms of the weights' energy and
+service pressures (``simulators.rewards.pressures``): what a sleep decision turns on, read directly rather than
+through layers shaped for scaling, and on scales a linear head can learn (the raw weights move by tenths); a power
+head on the scaling context learned the teacher's boundary in the wrong place on states the student visits. Masked
+choices get -inf. Files of format 1 (before the power head) still load: their nodes never sleep or wake.
 
 Explanations are occlusion attributions: a feature's share of an action is how much the chosen choice's lead over
 "hold" (or over the current offload level) falls when that feature is replaced by its reference value (its mean in
@@ -28,10 +33,23 @@ import numpy as np
 
 from simulators.env import N_FEATURES, OBS_FEATURES, SCALE_CHOICES
 from simulators.errors import InputError
+from simulators.rewards import REWARD_COMPONENTS, pressures
 
-POLICY_FORMAT = "ama-marl-policy/1"
+POLICY_FORMAT = "ama-marl-policy/2"
+READABLE_FORMATS = ("ama-marl-policy/1", POLICY_FORMAT)
+"""Format 1 has no power head: it loads with one that always holds (its nodes neither sleep nor wake)."""
+
+
+POWER_INPUTS = N_FEATURES + 2
+"""The power head's inputs: the maximum of the node's raw rows, then the two log pressures (``log_pressures``)."""
+
+
 DEFAULT_POLICY = Path(__file__).parent / "policies" / "default.npz"
-ARRAYS = ("w1", "b1", "w2", "b2", "w_scale", "b_scale", "w_offload", "b_offload", "reference")
+ARRAYS = ("w1", "b1", "w2", "b2", "w_scale", "b_scale", "w_offload", "b_offload", "w_power", "b_power", "reference")
+WEIGHT_COLUMNS = slice(OBS_FEATURES.index(f"w_{REWARD_COMPONENTS[0]}"), N_FEATURES)
+"""Where the reward weights are in an observation row (the last features)."""
+_NEVER = -1.0e4
+"""The logit of a choice a format-1 policy never makes: Gumbel noise (at most ~28 here) cannot lift it over 0."""
 
 FEATURE_WORDS = {
     "cell_warm": "warm replicas here", "cell_booting": "replicas booting here", "cell_backlog": "backlog here",
@@ -69,6 +87,8 @@ class Policy:
     b_scale: np.ndarray
     w_offload: np.ndarray
     b_offload: np.ndarray
+    w_power: np.ndarray
+    b_power: np.ndarray
     reference: np.ndarray
     """Each feature's mean over training observations (the baseline of the explanations)."""
     provenance: dict[str, Any]
@@ -87,7 +107,8 @@ class Policy:
 
     # ------------------------------------------------------------------------------------------ inference
     def logits(self, obs: np.ndarray) -> np.ndarray:
-        """Observations (..., N, S, F) -> logits (..., N, S + 1, 4): S scale rows, then the offload row.
+        """Observations (..., N, S, F) -> logits (..., N, S + 2, 4): S scale rows, the offload row, the power row
+        (whose last choice is always masked).
 
         Written for speed on a CPU (1,000 nodes in about a millisecond, one node in tens of microseconds): the rows
         are laid out service-major and multiplied as one 2-D matrix (numpy's stacked matmul would loop over nodes);
@@ -97,7 +118,7 @@ class Policy:
         *nodes_shape, services, f = obs.shape
         nodes = math.prod(nodes_shape)
         width = self.hidden + 1
-        x, a, b, total, peak = self._buffers(services, nodes, f)
+        x, a, b, total, peak, raw_peak = self._buffers(services, nodes, f)
         np.copyto(x[:, :f].reshape(services, nodes, f), obs.reshape(nodes, services, f).transpose(1, 0, 2))
         np.matmul(x, self.fused.w1, out=a)
         np.tanh(a, out=a)
@@ -112,14 +133,24 @@ class Policy:
             for s in range(2, services):
                 total += by_service[s]
                 np.maximum(peak, by_service[s], out=peak)
+        by_service_raw = x.reshape(services, nodes, f + 1)
+        if services == 1:
+            raw_peak = by_service_raw[0]
+        else:
+            np.maximum(by_service_raw[0], by_service_raw[1], out=raw_peak)
+            for s in range(2, services):
+                np.maximum(raw_peak, by_service_raw[s], out=raw_peak)
         sum_head, max_head = self._context_heads(services)
         heads = total @ sum_head  # (nodes, 8): the scale heads' context part | the offload head
         heads += peak @ max_head
-        out = np.empty((nodes, services + 1, SCALE_CHOICES), np.float32)
+        power = raw_peak @ self.fused.w_power_raw  # its constant input carries the bias
+        power += log_pressures(raw_peak[:, WEIGHT_COLUMNS]) @ self.fused.w_power_pressure
+        out = np.empty((nodes, services + 2, SCALE_CHOICES), np.float32)
         rows = (b @ self.fused.w_row).reshape(services, nodes, SCALE_CHOICES).transpose(1, 0, 2)
         np.add(rows, heads[:, None, :SCALE_CHOICES], out=out[:, :services])
         out[:, services] = heads[:, SCALE_CHOICES:]
-        return out.reshape(*nodes_shape, services + 1, SCALE_CHOICES)
+        out[:, services + 1] = power
+        return out.reshape(*nodes_shape, services + 2, SCALE_CHOICES)
 
     def _buffers(self, services: int, nodes: int, features: int) -> tuple[np.ndarray, ...]:
         cache = self.workspace
@@ -130,7 +161,8 @@ class Policy:
             rows, width = services * nodes, self.hidden + 1
             x = np.empty((rows, features + 1), np.float32)
             x[:, features] = 1.0  # the bias input
-            cache[key] = (x, *(np.empty((n, width), np.float32) for n in (rows, rows, nodes, nodes)))
+            hidden = (np.empty((n, width), np.float32) for n in (rows, rows, nodes, nodes))
+            cache[key] = (x, *hidden, np.empty((nodes, features + 1), np.float32))
         return cache[key]
 
     def _context_heads(self, services: int) -> tuple[np.ndarray, np.ndarray]:
@@ -141,10 +173,12 @@ class Policy:
         return heads
 
     def act(self, obs: np.ndarray, mask: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-        """obs (N, S, F), mask (N, 4(S+1)) -> actions (N, S+1) int64: sampled from the policy with ``rng`` (as it
+        """obs (N, S, F), mask (N, 4(S+2)) -> actions (N, S+2) int64: sampled from the policy with ``rng`` (as it
         acted in training: a node that should add capacity at a fraction of a replica per tick does so by sampling
-        "up" with that probability), else the most likely choice. Masked choices are never chosen (hold and
-        offload 0 are always allowed)."""
+        "up" with that probability), else the most likely choice. The power row is always its most likely choice:
+        sleeping is a switch, not a rate, and a 2% chance of "sleep" sampled every tick would put a node to sleep
+        within a minute whatever the weights. Masked choices are never chosen (hold, offload 0 and power hold are
+        always allowed)."""
         logits = self.logits(obs)  # a fresh array: changed in place
         if rng is not None:  # Gumbel-max: argmax(logits - log(-log(u))) is a sample of softmax(logits)
             noise = rng.random(logits.shape, dtype=np.float32)
@@ -152,6 +186,7 @@ class Policy:
             np.log(noise, out=noise)
             np.negative(noise, out=noise)
             np.log(noise, out=noise)
+            noise[..., -1, :] = 0.0  # power: the most likely choice (see below)
             logits -= noise
         np.copyto(logits, -np.inf, where=mask.reshape(logits.shape) == 0)
         return logits.argmax(axis=-1)
@@ -160,10 +195,11 @@ class Policy:
     def drivers(
         self, node_obs: np.ndarray, dims: np.ndarray, choices: np.ndarray, against: np.ndarray, top: int = 3
     ) -> list[list[tuple[str, float, float, float]]]:
-        """For K acting cells at once: node rows (K, S, F), the action dimension (K,) (a service, or S for offload),
-        the choice taken and the choice it won over. Returns per cell [(feature, its value, its reference, share of
-        the lead)], largest first: each feature of the cell's row (every row of the node, for offload) is replaced
-        by its reference and the fall of the chosen logit's lead is that feature's share. One batched forward pass."""
+        """For K acting cells at once: node rows (K, S, F), the action dimension (K,) (a service, S for offload, S + 1
+        for power), the choice taken and the choice it won over. Returns per cell [(feature, its value, its
+        reference, share of the lead)], largest first: each feature of the cell's row (every row of the node, for
+        the node's own choices) is replaced by its reference and the fall of the chosen logit's lead is that
+        feature's share. One batched forward pass."""
         k, s = node_obs.shape[0], node_obs.shape[1]
         if k == 0:
             return []
@@ -172,16 +208,16 @@ class Policy:
         lead = base[cells, choices] - base[cells, against]
         occluded = np.repeat(node_obs[:, None], N_FEATURES, axis=1)  # (K, F, S, F)
         features = np.arange(N_FEATURES)
-        offload = dims >= s
-        for i in np.flatnonzero(~offload):
+        node_level = dims >= s  # offload or power: every row of the node feeds it
+        for i in np.flatnonzero(~node_level):
             occluded[i, features, dims[i], features] = self.reference
-        for i in np.flatnonzero(offload):
+        for i in np.flatnonzero(node_level):
             occluded[i, features, :, features] = self.reference[:, None]
         logits = self.logits(occluded)[cells[:, None], features[None, :], dims[:, None]]  # (K, F, 4)
         drops = lead[:, None] - (logits[cells[:, None], features, choices[:, None]] - logits[cells[:, None], features, against[:, None]])
         found = []
         for i in range(k):
-            row = node_obs[i].max(axis=0) if offload[i] else node_obs[i, dims[i]]
+            row = node_obs[i].max(axis=0) if node_level[i] else node_obs[i, dims[i]]
             total = float(np.clip(drops[i], 0.0, None).sum()) or 1.0
             found.append(
                 [
@@ -218,6 +254,10 @@ class _Fused:
     w_row: np.ndarray
     on_sum: np.ndarray
     on_max: np.ndarray
+    w_power_raw: np.ndarray
+    """The power head's weights on the maximum of the node's raw rows, then its bias (on their constant input)."""
+    w_power_pressure: np.ndarray
+    """... and on the log energy and service pressures."""
     context_heads: dict[int, tuple[np.ndarray, np.ndarray]]
 
 
@@ -236,7 +276,20 @@ def _fuse(policy: Policy) -> _Fused:
     on_max = np.zeros((h + 1, 2 * SCALE_CHOICES), np.float32)
     on_max[:h] = np.concatenate([policy.w_scale[2 * h :], policy.w_offload[h:]], axis=1)
     on_max[h] = np.concatenate([policy.b_scale, policy.b_offload])
-    return _Fused(w1, w2, w_row, on_sum, on_max, {})
+    w_power_raw = np.zeros((f + 1, SCALE_CHOICES), np.float32)
+    w_power_raw[:f], w_power_raw[f] = policy.w_power[:f], policy.b_power
+    return _Fused(w1, w2, w_row, on_sum, on_max, w_power_raw, policy.w_power[f:].copy(), {})
+
+
+def log_pressures(weights: Any) -> Any:
+    """Weights (..., 6), numpy or torch -> (..., 2): log energy pressure and log service pressure (the power head's
+    inputs besides the context and the raw rows; 0 at the default weights)."""
+    energy, service = pressures(weights)
+    if isinstance(weights, np.ndarray):
+        return np.log(np.stack([energy, service], axis=-1).clip(1e-3, 1e3))
+    import torch
+
+    return torch.log(torch.stack([energy, service], dim=-1).clip(1e-3, 1e3))
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -255,22 +308,28 @@ def load_policy(path: str | Path | None = None) -> Policy:
     try:
         with path.open("rb") as handle, np.load(handle, allow_pickle=False) as data:  # our handle: closed even when
             header = json.loads(str(data["header"]))  # numpy gives up on a damaged zip half-way
-            arrays = {k: np.asarray(data[k], dtype=np.float32) for k in ARRAYS}
+            if header.get("format") not in READABLE_FORMATS:
+                formats = " or ".join(map(repr, READABLE_FORMATS))
+                raise PolicyError(f"{path}: policy format {header.get('format')!r}, this version reads {formats}")
+            names = ARRAYS if header["format"] != READABLE_FORMATS[0] else tuple(k for k in ARRAYS if "power" not in k)
+            arrays = {k: np.asarray(data[k], dtype=np.float32) for k in names}
     except FileNotFoundError:
         raise PolicyError(f"{path}: no such policy file") from None
     except KeyError as exc:
         raise PolicyError(f"{path}: not an AMA policy (missing {exc.args[0]!r})") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as exc:
         raise PolicyError(f"{path}: corrupted policy file ({type(exc).__name__}: {exc})") from None
-    if header.get("format") != POLICY_FORMAT:
-        raise PolicyError(f"{path}: policy format {header.get('format')!r}, this version reads {POLICY_FORMAT!r}")
     if header.get("features") != list(OBS_FEATURES):
         raise PolicyError(f"{path}: trained on other observation features ({len(header.get('features', []))}), retrain with `ama train`")
     hidden = arrays["w1"].shape[1] if arrays["w1"].ndim == 2 else -1
+    if "w_power" not in arrays and hidden > 0:  # format 1: a power head that always holds
+        arrays["w_power"] = np.zeros((POWER_INPUTS, SCALE_CHOICES), np.float32)
+        arrays["b_power"] = np.array([0.0, _NEVER, _NEVER, _NEVER], np.float32)
     expected = {
         "w1": (N_FEATURES, hidden), "b1": (hidden,), "w2": (hidden, hidden), "b2": (hidden,),
         "w_scale": (3 * hidden, SCALE_CHOICES), "b_scale": (SCALE_CHOICES,), "w_offload": (2 * hidden, SCALE_CHOICES),
-        "b_offload": (SCALE_CHOICES,), "reference": (N_FEATURES,),
+        "b_offload": (SCALE_CHOICES,), "w_power": (POWER_INPUTS, SCALE_CHOICES), "b_power": (SCALE_CHOICES,),
+        "reference": (N_FEATURES,),
     }  # fmt: skip
     for name, shape in expected.items():
         if arrays[name].shape != shape:
@@ -286,7 +345,7 @@ def latency(policy: Policy, nodes: int, services: int, repeats: int, rounds: int
     ``rounds`` rounds of ``repeats`` decisions: each round's p50 and p99, and their medians (a shared VM's noise
     comes in bursts that can land on any one round)."""
     obs = rng.uniform(0.0, 1.0, size=(nodes, services, N_FEATURES)).astype(np.float32)
-    mask = np.ones((nodes, SCALE_CHOICES * (services + 1)), dtype=np.int8)
+    mask = np.ones((nodes, SCALE_CHOICES * (services + 2)), dtype=np.int8)
     for _ in range(20):
         policy.act(obs, mask, rng)
     p50s, p99s = [], []

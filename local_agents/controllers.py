@@ -16,10 +16,10 @@ import numpy as np
 
 from local_agents.explain import explain_cell_change
 from simulators.cluster import Cluster
-from simulators.env import Observer
+from simulators.env import Observer, apply_power
 from simulators.errors import ConfigError
 from simulators.placement import PLACEMENTS, Placer
-from simulators.rewards import RewardWeights
+from simulators.rewards import RewardWeights, pressures
 
 __all__ = ["PLACEMENTS", "ActionReason", "Controller", "Decision", "NodeAgentController", "Placer", "ServiceScaler", "StaticController"]
 
@@ -30,7 +30,7 @@ class ActionReason:
 
     actor: str
     action: str
-    """``scale_up``, ``scale_down``, ``place``, ``remove`` or ``offload``."""
+    """``scale_up``, ``scale_down``, ``place``, ``remove``, ``offload``, ``sleep`` or ``wake``."""
     service: str
     node: str | None
     """None for a decision about a whole service."""
@@ -41,11 +41,19 @@ class ActionReason:
 
 @dataclass
 class Decision:
-    """What a controller wants this tick: replica targets (N, S) and offload shares (N,); None keeps them."""
+    """What a controller wants this tick: replica targets (N, S), offload shares (N,) and node power choices (N,)
+    (simulators.env.POWER_CHOICES: hold, sleep, wake; node agents only); None keeps them."""
 
     targets: np.ndarray | None = None
     offload: np.ndarray | None = None
     reasons: list[ActionReason] = field(default_factory=list)
+    power: np.ndarray | None = None
+
+    def apply(self, cluster: Cluster) -> None:
+        """Carry the decision out and step the cluster one tick: nodes sleep or wake first, then
+        ``Cluster.step`` with the targets and offload shares. What every runner of a controller calls."""
+        apply_power(cluster, self.power)
+        cluster.step(self.targets, self.offload)
 
 
 class Controller(Protocol):
@@ -190,10 +198,13 @@ class ServiceScaler:
 def service_pressure(weights: RewardWeights) -> float:
     """How much the weights favour service quality (sla, latency) over thrift (cost, energy, utilization),
     relative to the default weights: 1.0 at the defaults, 2.1 for a typical spike plan (sla 0.6, latency 0.3)."""
-    default = RewardWeights()
-    quality = (weights.sla + weights.latency) / max(weights.cost + weights.energy + weights.utilization, 1e-6)
-    reference = (default.sla + default.latency) / (default.cost + default.energy + default.utilization)
-    return quality / reference
+    return float(pressures(weights.as_array())[1])
+
+
+def energy_pressure(weights: RewardWeights) -> float:
+    """How much the weights favour energy over service quality (sla, latency), relative to the default weights:
+    1.0 at the defaults, 3.0 with the energy weight tripled, 0.43 with the SLA weight tripled."""
+    return float(pressures(weights.as_array())[0])
 
 
 def service_reason(actor: str, cluster: Cluster, j: int, before: int, after: int, text: str) -> ActionReason:

@@ -27,6 +27,9 @@ CleanRL-style: one settings dataclass, one file, read top to bottom.
   per-node moves did worse than HPA: its state (sync windows, stabilization) is not in a node's observation. From
   scratch, a first 0.8M-agent-step run swung between scaling everything down and everything up: each node's action
   is one replica a tick, so small biases integrate into large swings.
+- Fine-tuning one head: ``init_policy`` starts the actor from a trained ``.npz`` and ``train_heads`` limits learning
+  to some heads (the rest frozen, their behaviour unchanged); how the power head (sleep / wake) was added to a policy
+  trained before it existed, by imitating the node rule's power choices alone.
 - Curriculum: the scenario files with at most ``max_train_nodes`` nodes (every anomaly type, synthetic workloads and
   real-trace replays), small clusters first; training seeds start at 1000, so the evals' seeds stay held out.
 """
@@ -46,9 +49,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from local_agents.act import PolicyError, save_policy
+from local_agents.act import ARRAYS, POWER_INPUTS, READABLE_FORMATS, WEIGHT_COLUMNS, PolicyError, log_pressures, save_policy
 from local_agents.node_rule import NodeRuleSettings, node_rule_actions
-from simulators.env import DOWN, HOLD, N_FEATURES, N_GLOBAL, PREWARM, SCALE_CHOICES, UP, ClusterEnv
+from simulators.env import DOWN, HOLD, N_FEATURES, N_GLOBAL, POWER_HOLD, PREWARM, SCALE_CHOICES, UP, ClusterEnv
 from simulators.errors import ConfigError
 from simulators.rewards import REWARD_COMPONENTS, RewardWeights, cluster_terms, combine, sample_weights
 from simulators.scenarios import REPO_ROOT, SCENARIO_DIR, Scenario, compile_scenario, load_scenario
@@ -101,6 +104,11 @@ class TrainSettings:
     """DAgger: the share of imitation ticks, rising from 0 to this by the end of imitation, on which the actor's own
     sampled moves drive the cluster (the teacher still labels every tick). Cloning only the teacher's trajectories
     leaves the clone lost in states the teacher never visits; 0 is plain behaviour cloning."""
+    init_policy: str = ""
+    """A policy ``.npz`` to start the actor from (a format-1 file leaves the power head at its initial values)."""
+    train_heads: tuple[str, ...] = ()
+    """Actor heads that learn (``scale``, ``offload``, ``power``; the shared rows train with ``scale``); empty: all.
+    Frozen heads keep their weights, and imitation is scored on the learning heads' choices only."""
     eval_every: int = 20
     """Iterations between evaluations on held-out seeds (0: never)."""
     eval_scenarios: tuple[str, ...] = (
@@ -122,7 +130,7 @@ class TrainSettings:
         values = dict(values)
         if "out" in values:
             values["out"] = Path(values["out"])
-        for key in ("scenarios", "eval_scenarios"):
+        for key in ("scenarios", "eval_scenarios", "train_heads"):
             if key in values:
                 values[key] = tuple(values[key])
         return cls(**values)
@@ -141,23 +149,50 @@ def _layer(inputs: int, outputs: int, gain: float = math.sqrt(2)) -> nn.Linear:
     return layer
 
 
+HEADS = ("scale", "offload", "power")
+
+
 class Actor(nn.Module):
-    """Rows (..., N, S, F) -> logits (..., N, S + 1, 4); the maths of local_agents.act.Policy.logits."""
+    """Rows (..., N, S, F) -> logits (..., N, S + 2, 4); the maths of local_agents.act.Policy.logits."""
 
     def __init__(self, hidden: int) -> None:
         super().__init__()
         self.l1, self.l2 = _layer(N_FEATURES, hidden), _layer(hidden, hidden)
         self.scale = _layer(3 * hidden, SCALE_CHOICES, gain=0.01)
         self.offload = _layer(2 * hidden, SCALE_CHOICES, gain=0.01)
-        with torch.no_grad():  # start close to "hold" and "no offload": an untrained node agent should do little
+        self.power = _layer(POWER_INPUTS, SCALE_CHOICES, gain=0.01)
+        with torch.no_grad():  # start close to "hold", "no offload", "stay": an untrained node agent should do little
             self.scale.bias[HOLD] = 2.0
             self.offload.bias[0] = 2.0
+            self.power.bias[POWER_HOLD] = 2.0
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         h = torch.tanh(self.l2(torch.tanh(self.l1(obs))))
         context = torch.cat([h.mean(dim=-2), h.amax(dim=-2)], dim=-1)
         rows = torch.cat([h, context.unsqueeze(-2).expand(*h.shape[:-1], context.shape[-1])], dim=-1)
-        return torch.cat([self.scale(rows), self.offload(context).unsqueeze(-2)], dim=-2)
+        raw = obs.amax(dim=-2)
+        power = self.power(torch.cat([raw, log_pressures(raw[..., WEIGHT_COLUMNS])], dim=-1))
+        return torch.cat([self.scale(rows), self.offload(context).unsqueeze(-2), power.unsqueeze(-2)], dim=-2)
+
+    def head_parameters(self, heads: tuple[str, ...]) -> list[nn.Parameter]:
+        """The parameters that learn when ``heads`` do (all for an empty tuple; the shared rows go with ``scale``)."""
+        unknown = sorted(set(heads) - set(HEADS))
+        if unknown:
+            raise ConfigError(f"unknown actor heads: {', '.join(unknown)}; known: {', '.join(HEADS)}")
+        if not heads:
+            return list(self.parameters())
+        modules = [getattr(self, head) for head in heads] + ([self.l1, self.l2] if "scale" in heads else [])
+        return [p for module in modules for p in module.parameters()]
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """The inverse of ``export``: numpy weights (x @ W + b) into the layers; a missing power head is left alone."""
+        pairs = {"l1": ("w1", "b1"), "l2": ("w2", "b2"), "scale": ("w_scale", "b_scale"), "offload": ("w_offload", "b_offload"),
+                 "power": ("w_power", "b_power")}  # fmt: skip
+        with torch.no_grad():
+            for layer, (w, b) in pairs.items():
+                if w in arrays:
+                    getattr(self, layer).weight.copy_(torch.from_numpy(np.asarray(arrays[w]).T.copy()))
+                    getattr(self, layer).bias.copy_(torch.from_numpy(np.asarray(arrays[b]).copy()))
 
     def export(self) -> dict[str, np.ndarray]:
         """Weights for numpy (x @ W + b, so transposed)."""
@@ -169,6 +204,7 @@ class Actor(nn.Module):
             "w1": arr(self.l1.weight.T), "b1": arr(self.l1.bias), "w2": arr(self.l2.weight.T), "b2": arr(self.l2.bias),
             "w_scale": arr(self.scale.weight.T), "b_scale": arr(self.scale.bias),
             "w_offload": arr(self.offload.weight.T), "b_offload": arr(self.offload.bias),
+            "w_power": arr(self.power.weight.T), "b_power": arr(self.power.bias),
         }  # fmt: skip
 
 
@@ -257,7 +293,7 @@ class Slot:
 
     def teacher_actions(self) -> np.ndarray:
         """The teacher's decision this tick as node actions: one replica up (or a pre-warm), down or hold per cell
-        toward its targets, never a masked choice, no offload."""
+        toward its targets, never a masked choice, no offload, no power change."""
         env = self.env
         if isinstance(self.teacher, NodeRuleSettings):  # a function of the observation: clonable exactly
             return node_rule_actions(self.obs, env.observer.codes, self.rng, self.teacher)
@@ -266,10 +302,17 @@ class Slot:
         current = cluster.replicas()
         diff = (decision.targets - current) if decision.targets is not None else np.zeros_like(current)
         scale = np.where(diff > 0, np.where(current > 0, UP, PREWARM), np.where(diff < 0, DOWN, HOLD))
-        allowed = ((env.observer.codes[:, :-1] >> scale) & 1).astype(bool)
-        actions = np.zeros((env.n_nodes, env.n_services + 1), np.int64)
-        actions[:, :-1] = np.where(allowed, scale, HOLD)
+        allowed = ((env.observer.codes[:, :-2] >> scale) & 1).astype(bool)
+        actions = np.zeros((env.n_nodes, env.n_services + 2), np.int64)
+        actions[:, :-2] = np.where(allowed, scale, HOLD)
         return actions
+
+
+def learning_dims(heads: tuple[str, ...], dims: int) -> list[int]:
+    """The action dimensions (S scale rows, then offload, then power) whose choices the learning heads make."""
+    if not heads:
+        return list(range(dims))
+    return [d for d in range(dims) if HEADS[min(max(d - (dims - 3), 0), 2)] in heads]
 
 
 def selection_rank(row: dict[str, Any]) -> tuple[bool, float]:
@@ -299,8 +342,20 @@ class Trainer:
         )
         torch.manual_seed(s.seed)
         self.rng = np.random.default_rng(s.seed)
-        self.actor, self.critic = Actor(s.hidden).to(self.device), Critic(s.hidden).to(self.device)
-        self.optimizer = torch.optim.Adam([*self.actor.parameters(), *self.critic.parameters()], lr=s.learning_rate, eps=1e-5)
+        self.actor, self.critic = Actor(s.hidden), Critic(s.hidden).to(self.device)
+        if s.init_policy:
+            from local_agents.act import load_policy
+
+            start = load_policy(s.init_policy)
+            if start.hidden != s.hidden:
+                raise ConfigError(f"{s.init_policy}: hidden width {start.hidden}, these settings have {s.hidden}")
+            format_1 = start.provenance.get("format") == READABLE_FORMATS[0]  # its power head is a stand-in: not copied
+            self.actor.load_arrays({k: getattr(start, k) for k in ARRAYS if k != "reference" and not (format_1 and "power" in k)})
+        self.actor.to(self.device)
+        self.learning = self.actor.head_parameters(s.train_heads)
+        for parameter in self.actor.parameters():
+            parameter.requires_grad_(any(parameter is q for q in self.learning))
+        self.optimizer = torch.optim.Adam([*self.learning, *self.critic.parameters()], lr=s.learning_rate, eps=1e-5)
         self.value_norm = ValueNorm()
         self.obs_sum, self.obs_count = np.zeros(N_FEATURES), 0
         self.iteration, self.agent_steps, self.wall_s = 0, 0, 0.0
@@ -357,8 +412,8 @@ class Trainer:
             n, sv = env.n_nodes, env.n_services
             obs = np.zeros((T + 1, n, sv, N_FEATURES), np.float32)
             aggregates = np.zeros((T + 1, N_GLOBAL), np.float32)
-            masks = np.zeros((T, n, SCALE_CHOICES * (sv + 1)), np.int8)
-            actions = np.zeros((T, n, sv + 1), np.int64)
+            masks = np.zeros((T, n, SCALE_CHOICES * (sv + 2)), np.int8)
+            actions = np.zeros((T, n, sv + 2), np.int64)
             logps = np.zeros((T, n), np.float32)
             rewards = np.zeros((T, n), np.float32)
             ends = np.zeros(T, bool)
@@ -468,12 +523,13 @@ class Trainer:
                         continue
                     logits = self.actor(t["obs"][idx])
                     dist = masked_distribution(logits, t["mask"][idx].view(logits.shape))
-                    logp = dist.log_prob(t["actions"][idx]).sum(-1)
-                    entropy = dist.entropy().sum(-1).mean()
+                    logp_dims = dist.log_prob(t["actions"][idx])
+                    logp = logp_dims.sum(-1)
+                    entropy = dist.entropy()[..., learning_dims(s.train_heads, logits.shape[-2])].sum(-1).mean()
                     ratio = torch.exp(logp - t["logp"][idx])
                     adv = t["adv"][idx]
-                    if imitation:  # behaviour cloning: the teacher's moves are the targets
-                        policy_loss = -logp.mean()
+                    if imitation:  # behaviour cloning: the teacher's moves on the learning heads are the targets
+                        policy_loss = -logp_dims[..., learning_dims(s.train_heads, logits.shape[-2])].sum(-1).mean()
                         ratio = torch.ones_like(logp)
                     else:
                         policy_loss = -torch.min(ratio * adv, ratio.clamp(1 - s.clip, 1 + s.clip) * adv).mean()
@@ -493,7 +549,7 @@ class Trainer:
                         parts["clip_fraction"] += share * float(((ratio - 1).abs() > s.clip).float().mean())
                 self.optimizer.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_([*self.actor.parameters(), *self.critic.parameters()], s.max_grad_norm)
+                nn.utils.clip_grad_norm_([*self.learning, *self.critic.parameters()], s.max_grad_norm)
                 self.optimizer.step()
                 for k in stats:
                     stats[k] += parts[k]

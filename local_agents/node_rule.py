@@ -10,6 +10,12 @@ be well under target with one less. A node without a replica of an overloaded se
 latency, a slowed CPU) eats a share of a service's SLO offloads part of its arrivals to healthy nodes instead of
 adding replicas that would be as slow, and does not pre-warm. The target utilization follows the reward weights in
 the observation, as HPA's does under the manager: target / sqrt(pressure).
+
+Power: at the default weights every node stays on (spare nodes are capacity ready for the next spike). Once the
+energy weight's share is at least ``sleep_pressure`` times its default (against sla and latency), a node that holds
+no replica goes to sleep (off, saving its idle power) while no service is over its target utilization; a sleeping
+node wakes when a service's load is over the target by the pre-warm margin (the replicas that are on cannot absorb
+it), whatever the weights.
 """
 
 from __future__ import annotations
@@ -18,9 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from local_agents.controllers import ActionReason, Decision, NodeAgentController, service_pressure
+from local_agents.controllers import ActionReason, Decision, NodeAgentController, energy_pressure, service_pressure
 from simulators.cluster import Cluster
-from simulators.env import DOWN, HOLD, OBS_FEATURES, PREWARM, UP
+from simulators.env import DOWN, HOLD, OBS_FEATURES, POWER_HOLD, PREWARM, SLEEP, UP, WAKE
 from simulators.rewards import RewardWeights
 
 _F = {name: i for i, name in enumerate(OBS_FEATURES)}
@@ -35,6 +41,10 @@ class NodeRuleSettings:
     """Offload 25, 50 or 75% of the node's arrivals once its own degradation (added network latency, plus the extra
     work time of a slowed node) reaches these shares of a service's SLO: capacity elsewhere fixes that, more
     replicas here do not."""
+    sleep_pressure: float = 2.0
+    """Energy pressure (controllers.energy_pressure: 1 at the default weights) from which empty nodes sleep."""
+    prewarm_margin: float = 0.15
+    """Load over the target utilization at which a node pre-warms a service it lacks, or a sleeping node wakes."""
 
 
 def degradation(obs: np.ndarray) -> np.ndarray:
@@ -45,10 +55,14 @@ def degradation(obs: np.ndarray) -> np.ndarray:
     return (added_ms / 10.0 ** (obs[..., _F["svc_slo"]] * 4.0)).max(axis=1)
 
 
+def target_utilization(weights: RewardWeights, settings: NodeRuleSettings) -> float:
+    return float(np.clip(settings.target_utilization / np.sqrt(service_pressure(weights)), 0.3, 0.95))
+
+
 def node_rule_actions(obs: np.ndarray, codes: np.ndarray, rng: np.random.Generator, settings: NodeRuleSettings) -> np.ndarray:
-    """Observations (N, S, F) and mask codes (N, S+1) -> actions (N, S+1); never a masked choice."""
+    """Observations (N, S, F) and mask codes (N, S+2) -> actions (N, S+2); never a masked choice."""
     weights = RewardWeights.from_array(obs[0, 0, _W0:].astype(np.float64))
-    target = float(np.clip(settings.target_utilization / np.sqrt(service_pressure(weights)), 0.3, 0.95))
+    target = target_utilization(weights, settings)
     warm, booting = obs[..., _F["cell_warm"]] * 8.0, obs[..., _F["cell_booting"]] * 8.0
     load, backlog = obs[..., _F["cell_load"]], obs[..., _F["cell_backlog"]]
     latency = obs[..., _F["cell_latency"]] * 4.0
@@ -59,13 +73,17 @@ def node_rule_actions(obs: np.ndarray, codes: np.ndarray, rng: np.random.Generat
     up = (have > 0) & ((desired > have + 0.5) | (backlog > 0.5) | latency_up)
     down = (have > 0) & (desired < have - 1.5) & (load < 0.7 * target) & (backlog < 0.05)
     svc_load = obs[..., _F["svc_load"]]
-    prewarm = (have == 0) & (offload == 0)[:, None] & (svc_load > target + 0.15)
+    prewarm = (have == 0) & (offload == 0)[:, None] & (svc_load > target + settings.prewarm_margin)
     prewarm &= rng.random(have.shape) < settings.prewarm_share
     scale = np.where(up, UP, np.where(down, DOWN, np.where(prewarm, PREWARM, HOLD)))
-    allowed = ((codes[:, :-1] >> scale) & 1).astype(bool)
-    actions = np.zeros((obs.shape[0], obs.shape[1] + 1), np.int64)
-    actions[:, :-1] = np.where(allowed, scale, HOLD)
-    actions[:, -1] = np.where((codes[:, -1] >> offload) & 1, offload, 0)
+    allowed = ((codes[:, :-2] >> scale) & 1).astype(bool)
+    busiest = svc_load.max(axis=1)
+    power = np.where((busiest < target) & (energy_pressure(weights) >= settings.sleep_pressure - 1e-9), SLEEP, POWER_HOLD)
+    power = np.where(busiest > target + settings.prewarm_margin, WAKE, power)
+    actions = np.zeros((obs.shape[0], obs.shape[1] + 2), np.int64)
+    actions[:, :-2] = np.where(allowed, scale, HOLD)
+    actions[:, -2] = np.where((codes[:, -2] >> offload) & 1, offload, 0)
+    actions[:, -1] = np.where((codes[:, -1] >> power) & 1, power, POWER_HOLD)
     return actions
 
 
@@ -80,8 +98,8 @@ class NodeRuleController(NodeAgentController):
         observer = self.observe(cluster)
         actions = node_rule_actions(observer.obs, observer.codes, self.rng, self.settings)
         before, old_offload = cluster.replicas(), cluster.offload.copy()
-        targets, offload, _ = observer.translate(cluster, actions)
-        reasons = []
+        targets, offload, power, _ = observer.translate(cluster, actions)
+        reasons = power_reasons(self.name, cluster, observer.obs, power, self.settings)
         if (moved := np.flatnonzero(~np.isclose(offload, old_offload))).size:
             share = degradation(observer.obs)
             for node in moved:
@@ -95,4 +113,27 @@ class NodeRuleController(NodeAgentController):
                 text = f"{cluster.service_names[service]} on {cluster.node_names[node]} {b}→{a}: load {load:.2f} of warm capacity here"
                 reasons.append(ActionReason(self.name, "scale_up" if a > b else "scale_down", cluster.service_names[service],
                                             cluster.node_names[node], b, a, text))  # fmt: skip
-        return Decision(targets=targets, offload=offload, reasons=reasons)
+        return Decision(targets=targets, offload=offload, reasons=reasons, power=power)
+
+
+def power_reasons(
+    actor: str, cluster: Cluster, obs: np.ndarray, power: np.ndarray | None, settings: NodeRuleSettings
+) -> list[ActionReason]:
+    """One reason per node put to sleep or woken, in the rule's terms: the busiest service's load against the
+    thresholds the weights set (the MARL controller adds the features that drove its policy)."""
+    if power is None:
+        return []
+    weights = RewardWeights.from_array(obs[0, 0, _W0:].astype(np.float64))
+    busiest = obs[..., _F["svc_load"]].max(axis=1)
+    found = []
+    for node in np.flatnonzero(power != POWER_HOLD):
+        name, load = cluster.node_names[node], float(busiest[node])
+        if power[node] == SLEEP:
+            text = (f"{name} sleeps: it holds no replica, the busiest service uses {load:.0%} of its capacity, and the "
+                    f"energy weight is {weights.energy:.2f} ({energy_pressure(weights):.1f}x its default share)")  # fmt: skip
+            found.append(ActionReason(actor, "sleep", "*", name, 1, 0, text))
+        else:
+            over = target_utilization(weights, settings) + settings.prewarm_margin
+            text = f"{name} wakes: a service's load is {load:.0%} of the capacity that is on (over {over:.0%})"
+            found.append(ActionReason(actor, "wake", "*", name, 0, 1, text))
+    return found

@@ -141,7 +141,7 @@ class Runtime:
         c = self.cluster
         decision = self.controller.act(c)
         self.explained += len(decision.reasons)
-        c.step(decision.targets, decision.offload)
+        decision.apply(c)
         self.metrics.record()
         snapshot = take_snapshot(c) if self.graph is not None else None  # one snapshot a tick, shared
         self.recorder.record_tick(c, decision.reasons, snapshot)

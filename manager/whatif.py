@@ -33,7 +33,7 @@ def preview(cluster: Cluster, controller: Controller, calls: list[dict[str, Any]
         recorder = RunRecorder(fork)
         for _ in range(ticks):
             decision = local.act(fork)
-            fork.step(decision.targets, decision.offload)
+            decision.apply(fork)
             recorder.record()
         summary = recorder.summary()
         results[name] = {k: summary[k] for k in KEYS}

@@ -58,9 +58,9 @@ def bench_scenario(nodes: int, services: int = 8, ticks: int = 400, seed: int = 
 
 
 def _random_actions(env: ClusterEnv, rng: np.random.Generator, count: int) -> list[np.ndarray]:
-    """Random action batches (N, S+1); a masked choice is taken as hold by the env, as a policy's would not be."""
+    """Random action batches (N, S+2); a masked choice is taken as hold by the env, as a policy's would not be."""
     n, s = env.n_nodes, env.n_services
-    return [rng.integers(0, SCALE_CHOICES, size=(n, s + 1)) for _ in range(count)]
+    return [rng.integers(0, SCALE_CHOICES, size=(n, s + 2)) for _ in range(count)]
 
 
 def measure(nodes: int, services: int = 8, min_seconds: float = 1.0) -> dict[str, Any]:

@@ -5,7 +5,9 @@ which turns its state into the ClusterSnapshot that the manager and the console 
 Model (time in seconds, one tick = ``tick_s``; every per-tick quantity is a numpy array, no per-node loops):
 
 - Nodes have a tier (edge / cloud), CPU cores, memory, GPUs, a speed factor, a price, idle and peak power and a
-  boot time, and a state: off, booting, on or failed. Off and failed nodes cost and consume nothing.
+  boot time, and a state: off, booting, on or failed. Off and failed nodes cost and consume nothing. A node its
+  own agent put to sleep (``sleep``: on and empty) is off and ``asleep``: its agent may boot it again; a node
+  drained or powered off by anyone else is not its agent's to wake.
 - Services have a kind (cpu / gpu), work per request (ms at speed 1), an SLO, a cold-start time, memory and CPU
   (and GPUs for gpu services) per replica, a per-replica concurrency, a timeout and min / max replicas.
 - Replicas live in cells (node, service). A started replica boots for the service's cold-start time (a ring buffer
@@ -242,6 +244,8 @@ class Cluster:
         self.node_ready_tick = np.zeros(n, dtype=np.int64)
         """Tick from whose step on a booting node is on."""
         self.state_before_failure = self.state.copy()
+        self.asleep = np.zeros(n, dtype=bool)
+        """Off because its node agent put it to sleep (``sleep``), so that agent may wake it (``power_on``)."""
         self.slowdown = np.ones(n)
         self.net_extra_ms = np.zeros(n)
         self.price_factor = np.ones(n)
@@ -423,11 +427,22 @@ class Cluster:
         idx = _indices(nodes, self.n_nodes)
         idx = idx[self.state[idx] == NODE_OFF]
         self.state[idx] = NODE_BOOTING
+        self.asleep[idx] = False
         self.node_ready_tick[idx] = self.t + self.node_boot_ticks[idx].astype(np.int64)
 
-    def drain(self, nodes: np.ndarray) -> None:
-        """Stop routing to nodes, re-route their queued work, stop their replicas and power them off."""
+    def sleep(self, nodes: np.ndarray) -> None:
+        """Power off on nodes that hold no replica (by index or mask; others are left alone), marked ``asleep``:
+        what a node agent does to save its idle power while the cluster does not need it."""
         idx = _indices(nodes, self.n_nodes)
+        idx = idx[(self.state[idx] == NODE_ON) & ((self.warm[idx] + self.booting[idx]).sum(axis=1) == 0)]
+        self.drain(idx)
+        self.asleep[idx] = True
+
+    def drain(self, nodes: np.ndarray) -> None:
+        """Stop routing to nodes, re-route their queued work, stop their replicas and power them off. A node that
+        was asleep stays off, and is no longer its agent's to wake."""
+        idx = _indices(nodes, self.n_nodes)
+        self.asleep[idx] = False
         idx = idx[(self.state[idx] == NODE_ON) | (self.state[idx] == NODE_BOOTING)]
         self.spill += self._ones_n[idx] @ self.queue[idx] if idx.size else 0.0
         self._clear_nodes(idx)

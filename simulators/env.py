@@ -2,23 +2,28 @@
 training through the batch API ``reset_arrays`` / ``step_arrays``, and the live loop), by the evals and by
 PettingZoo's own API tests; steps simulators.cluster and reads simulators.rewards.
 
-Env card — ``ama_cluster_v1``
+Env card — ``ama_cluster_v2``
 ------------------------------
 Agents        one per node of the scenario (``cloud-0``, ``edge-3`` ...); the set is fixed for an episode. Nodes that
-              are off, booting or failed stay agents, with every action but "hold" masked.
-Observation   ``{"observation": float32 (S, F), "action_mask": S + 1 int8 arrays of 4}``: one row per service with the
+              are off, booting or failed stay agents, with every action but "hold" masked (but "wake" for a node
+              its agent put to sleep).
+Observation   ``{"observation": float32 (S, F), "action_mask": S + 1 int8 arrays of 4, then one of 3}``: one row per
+              service with the
               same F features for any cluster, so one shared policy serves any number of nodes and services. Row
               layout (``OBS_FEATURES``): this node's cell of the service (warm and booting replicas, backlog,
               load over capacity, latency over SLO, violation and drop shares, room to add), the service cluster-wide
               (replicas over max, load over capacity, SLO, cold-start time, work, cold starts now), this node
               (utilization, tier, on, slowdown, added network latency, relative price, memory used, offload level),
               and the reward weights in force (``REWARD_COMPONENTS``).
-Action        ``MultiDiscrete([4] * S + [4])``: per service 0 = down (stop one replica), 1 = hold, 2 = up (start one
-              more), 3 = pre-warm (start the first replica of a service the node does not run yet); then the node's
-              offload level, a share of its arrivals sent to the cloud tier or peers: 0, 25, 50 or 75 %.
+Action        ``MultiDiscrete([4] * S + [4, 3])``: per service 0 = down (stop one replica), 1 = hold, 2 = up (start
+              one more), 3 = pre-warm (start the first replica of a service the node does not run yet); then the
+              node's offload level, a share of its arrivals sent to the cloud tier or peers: 0, 25, 50 or 75 %; then
+              its power: 0 = hold, 1 = sleep (power off, saving its idle power), 2 = wake (boot again).
               Masks: down needs a replica on the node and the service above its min; up needs a replica on the node
               and room (node resources, service max); pre-warm needs none on the node and room; offload needs the
-              node on. A masked action is taken as hold (and counted in ``info["masked_actions"]``).
+              node on; sleep needs the node on and holding no replica; wake needs the node asleep (put to sleep by
+              its agent: a node drained by an operator is not the agent's to wake). A node going to sleep starts
+              nothing. A masked action is taken as hold (and counted in ``info["masked_actions"]``).
 Reward        ``sum(w_k * term_k)`` over ``REWARD_COMPONENTS`` with the weights in force
               (``set_reward_weights``); every term is in [-1, 1] and is in ``info[agent]["reward_terms"]``:
               latency  -(served-weighted latency / SLO, capped at 4) / 4
@@ -48,11 +53,14 @@ from simulators.cluster import NODE_FAILED, NODE_ON, NODE_STATE_NAMES, TIERS, Cl
 from simulators.rewards import REWARD_COMPONENTS, RewardWeights, combine, reward_terms
 from simulators.scenarios import Scenario, compile_scenario, load_scenario
 
-ENV_NAME = "ama_cluster_v1"
+ENV_NAME = "ama_cluster_v2"
 DOWN, HOLD, UP, PREWARM = 0, 1, 2, 3
 SCALE_CHOICES = 4
 OFFLOAD_LEVELS = np.array([0.0, 0.25, 0.5, 0.75])
-assert len(OFFLOAD_LEVELS) == SCALE_CHOICES, "masks are laid out as (S + 1) rows of SCALE_CHOICES"
+assert len(OFFLOAD_LEVELS) == SCALE_CHOICES, "masks are laid out as (S + 2) rows of SCALE_CHOICES"
+POWER_HOLD, SLEEP, WAKE = 0, 1, 2
+POWER_CHOICES = ("hold", "sleep", "wake")
+"""The node's power row: in the batch layout a row of SCALE_CHOICES whose last choice is always masked."""
 OBS_FEATURES = (
     "cell_warm", "cell_booting", "cell_backlog", "cell_load", "cell_latency", "cell_violations", "cell_drops", "cell_room",
     "svc_replicas", "svc_load", "svc_slo", "svc_cold_start", "svc_work", "svc_cold_now",
@@ -100,10 +108,12 @@ class ClusterEnv(ParallelEnv):
         self._obs_space = gymnasium.spaces.Dict(
             {
                 "observation": gymnasium.spaces.Box(-1.0, 10.0, shape=(s, N_FEATURES), dtype=np.float32),
-                "action_mask": gymnasium.spaces.Tuple([gymnasium.spaces.MultiBinary(SCALE_CHOICES)] * (s + 1)),
+                "action_mask": gymnasium.spaces.Tuple(
+                    [gymnasium.spaces.MultiBinary(SCALE_CHOICES)] * (s + 1) + [gymnasium.spaces.MultiBinary(len(POWER_CHOICES))]
+                ),
             }
         )
-        self._act_space = gymnasium.spaces.MultiDiscrete([SCALE_CHOICES] * s + [len(OFFLOAD_LEVELS)])
+        self._act_space = gymnasium.spaces.MultiDiscrete([SCALE_CHOICES] * s + [len(OFFLOAD_LEVELS), len(POWER_CHOICES)])
         self._obs_spaces = {a: self._obs_space for a in self.possible_agents}
         self._act_spaces = {a: self._act_space for a in self.possible_agents}
         self.state_space = gymnasium.spaces.Box(-1.0, 10.0, shape=(n * s * N_FEATURES + N_GLOBAL,), dtype=np.float32)
@@ -111,7 +121,7 @@ class ClusterEnv(ParallelEnv):
         self._obs, self._codes, self._mask = self.observer.obs, self.observer.codes, self.observer.mask
         self._terms = np.zeros((n, len(REWARD_COMPONENTS)))
         self._masked = np.zeros(n, dtype=np.int64)
-        self._hold_row = np.array([HOLD] * s + [0], dtype=np.int64)
+        self._hold_row = np.array([HOLD] * s + [0, POWER_HOLD], dtype=np.int64)
 
     # ------------------------------------------------------------------------------------------ PettingZoo API
     def observation_space(self, agent: str) -> gymnasium.spaces.Dict:
@@ -172,7 +182,7 @@ class ClusterEnv(ParallelEnv):
 
     # ------------------------------------------------------------------------------------------ batch API
     def reset_arrays(self, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Reset and return (observations (N, S, F) float32, action masks (N, 4S+4) int8). Arrays are reused."""
+        """Reset and return (observations (N, S, F) float32, action masks (N, 4S+8) int8). Arrays are reused."""
         if seed is not None and seed != self.scenario.spec.seed:
             if seed not in self._compiled:
                 self._compiled[seed] = compile_scenario(self.scenario.spec.model_copy(update={"seed": seed}), self.scenario.path)
@@ -186,10 +196,11 @@ class ClusterEnv(ParallelEnv):
         return self._obs, self._mask
 
     def step_arrays(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
-        """One tick for all agents. ``actions`` (N, S+1) int: a scale choice per service, then an offload level.
-        Returns (observations, masks, rewards (N,), reward terms (N, components), truncated)."""
+        """One tick for all agents. ``actions`` (N, S+2) int: a scale choice per service, an offload level, a power
+        choice. Returns (observations, masks, rewards (N,), reward terms (N, components), truncated)."""
         c = self.cluster
-        target, offload, self._masked = self.observer.translate(c, actions)
+        target, offload, power, self._masked = self.observer.translate(c, actions)
+        apply_power(c, power)
         c.step(target, offload)
         self._reward_terms()
         rewards = combine(self._terms, self.weights)
@@ -211,8 +222,9 @@ class ClusterEnv(ParallelEnv):
         """Per-agent observations: views of one copy of this tick's observation array (the batch array is
         overwritten next tick) and the mask as a tuple with one int8 array per action dimension, as gymnasium's
         MultiDiscrete.sample(mask=...) takes. A mask row is one of 16 shared read-only arrays, one per pattern."""
-        rows = operator.itemgetter(*self._codes.reshape(-1).tolist())(_MASK_PATTERNS)
-        masks = zip(*[iter(rows)] * (self.n_services + 1), strict=True)
+        rows = operator.itemgetter(*self._codes[:, :-1].reshape(-1).tolist())(_MASK_PATTERNS)
+        power = [_POWER_PATTERNS[code] for code in self._codes[:, -1].tolist()]
+        masks = [(*m, p) for m, p in zip(zip(*[iter(rows)] * (self.n_services + 1), strict=True), power, strict=True)]
         return {a: {"observation": ob, "action_mask": m} for a, ob, m in zip(self.agents, list(self._obs.copy()), masks, strict=True)}
 
 
@@ -222,8 +234,21 @@ _DELTA = np.array([-1.0, 0.0, 1.0, 1.0])
 _MASK_TABLE = np.array([[(code >> k) & 1 for k in range(SCALE_CHOICES)] for code in range(1 << SCALE_CHOICES)], dtype=np.int8)
 """Row ``code``: the int8 mask of one action dimension whose allowed choices are the set bits of ``code``."""
 _MASK_PATTERNS = list(_MASK_TABLE)
-for _pattern in _MASK_PATTERNS:
+_POWER_PATTERNS = [row[: len(POWER_CHOICES)].copy() for row in _MASK_TABLE]
+"""The power dimension's masks, 3 choices long, as its action space has them."""
+for _pattern in (*_MASK_PATTERNS, *_POWER_PATTERNS):
     _pattern.flags.writeable = False
+
+
+def apply_power(cluster: Cluster, power: np.ndarray | None) -> None:
+    """Node agents' power choices (N,) (``POWER_CHOICES``, already masked): put nodes to sleep, wake others.
+    Before ``Cluster.step``; the env and every runner of a Decision call it."""
+    if power is None:
+        return
+    if (power == SLEEP).any():
+        cluster.sleep(power == SLEEP)
+    if (power == WAKE).any():
+        cluster.power_on(power == WAKE)
 
 
 class Observer:
@@ -235,9 +260,9 @@ class Observer:
         n, s = cluster.n_nodes, cluster.n_services
         self.n_nodes, self.n_services = n, s
         self.obs = np.zeros((n, s, N_FEATURES), dtype=np.float32)
-        self.codes = np.zeros((n, s + 1), dtype=np.int64)
+        self.codes = np.zeros((n, s + 2), dtype=np.int64)
         """Action masks as bit patterns: bit k of row d is set when choice k of action dimension d is allowed."""
-        self.mask = np.zeros((n, SCALE_CHOICES * (s + 1)), dtype=np.int8)
+        self.mask = np.zeros((n, SCALE_CHOICES * (s + 2)), dtype=np.int8)
         self.max_price = max(float(cluster.base_price_per_h.max()), 1e-9)
 
     def reset(self, cluster: Cluster, weights: RewardWeights) -> None:
@@ -286,29 +311,34 @@ class Observer:
         obs[:, :, 20] = ((replicas @ c.svc_mem_mb) / c.mem_mb_cap)[:, None]
         obs[:, :, 21] = c.offload[:, None]
 
-        # masks: [down, hold, up, prewarm] per service, then offload levels
+        # masks: [down, hold, up, prewarm] per service, then offload levels, then power [hold, sleep, wake]
         has = replicas > 0
         can_add = (room > 0) & (svc_replicas < c.max_replicas)
         codes = self.codes
-        codes[:, :-1] = (
+        codes[:, :-2] = (
             (1 << HOLD) + ((has & (svc_replicas > c.min_replicas)) << DOWN) + ((has & can_add) << UP) + ((~has & can_add) << PREWARM)
         )
-        codes[:, -1] = 1 + on * 0b1110
+        codes[:, -2] = 1 + on * 0b1110
+        codes[:, -1] = (1 << POWER_HOLD) + ((on & ~has.any(axis=1)) << SLEEP) + (c.asleep << WAKE)
         self.mask[:] = _MASK_TABLE[codes].reshape(self.n_nodes, -1)
 
-    def translate(self, c: Cluster, actions: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-        """Actions (N, S+1) under the current masks -> (replica targets or None when nothing changes, offload shares,
-        masked actions per node). A masked action is taken as hold (offload: 0)."""
+    def translate(self, c: Cluster, actions: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None, np.ndarray]:
+        """Actions (N, S+2) under the current masks -> (replica targets or None when nothing changes, offload shares,
+        power choices or None when no node sleeps or wakes, masked actions per node). A masked action is taken as
+        hold (offload: 0); a node going to sleep starts no replica."""
         s = self.n_services
         scale = actions[:, :s]
         allowed = ((self.codes[:, :s] >> scale) & 1).astype(bool)
         offload_idx = actions[:, s]
         offload_ok = ((self.codes[:, s] >> offload_idx) & 1).astype(bool)
-        masked = s - allowed @ np.ones(s, dtype=np.int64) + ~offload_ok
-        delta = np.where(allowed, _DELTA[scale], 0.0)
+        power = actions[:, s + 1]
+        power_ok = ((self.codes[:, s + 1] >> power) & 1).astype(bool)
+        masked = s - allowed @ np.ones(s, dtype=np.int64) + ~offload_ok + ~power_ok
+        power = np.where(power_ok, power, POWER_HOLD)
+        delta = np.where(allowed & (power != SLEEP)[:, None], _DELTA[scale], 0.0)
         target = c.replicas() + delta if delta.any() else None
         offload = np.where(offload_ok, OFFLOAD_LEVELS[offload_idx], 0.0)
-        return target, offload, masked
+        return target, offload, power if power.any() else None, masked
 
 
 def _info(latency: float, sla: float, utilization: float, energy: float, cost: float, churn: float, masked: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -74,6 +74,20 @@ class RewardWeights:
 
 
 assert [f.name for f in fields(RewardWeights)] == list(REWARD_COMPONENTS)
+
+
+def pressures(weights: Any) -> tuple[Any, Any]:
+    """Weights as arrays (..., 6) in ``REWARD_COMPONENTS`` order (numpy or torch) -> (energy pressure, service
+    pressure), each relative to the default weights (1.0 at the defaults). Energy pressure: energy over quality (sla +
+    latency); tripling the energy weight makes it 3. Service pressure: quality over thrift (cost + energy +
+    utilization). Read by the controllers that map weights onto their knobs (local_agents.controllers) and by the
+    node agents' power head (local_agents.act, mappo), which reads their logarithms."""
+    latency, sla, utilization, energy, cost = (weights[..., k] for k in range(5))
+    default = RewardWeights()
+    quality = sla + latency
+    energy_ref = default.energy / (default.sla + default.latency)
+    service_ref = (default.sla + default.latency) / (default.cost + default.energy + default.utilization)
+    return energy / quality.clip(min=1e-6) / energy_ref, quality / (cost + energy + utilization).clip(min=1e-6) / service_ref
 
 
 def sample_weights(rng: np.random.Generator, center: RewardWeights | None = None, concentration: float = 20.0) -> RewardWeights:

@@ -42,6 +42,8 @@ class NodeTelemetry:
     slowness: float
     """How long this node takes to process a request, relative to the median node running the same service
     (1.0 = typical; a real backend measures it from handler durations)."""
+    asleep: bool = False
+    """Off because its own agent put it to sleep (it held no replica): that agent boots it again when needed."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,7 @@ def take_snapshot(cluster: Cluster) -> ClusterSnapshot:
             mean_latency_ms=float(node_latency[i]),
             network_ms=float(c.tier_latency_ms[i] + c.net_extra_ms[i]),
             slowness=float(node_slowness[i]),
+            asleep=bool(c.asleep[i]),
         )
         for i in range(c.n_nodes)
     )

@@ -146,7 +146,9 @@ class SimActuator(IdempotentActuator):
         except LookupError as exc:
             return False, str(exc), {}
         if self.cluster.state[i] == NODE_OFF:
-            return True, f"{args.node} is already off", {}
+            asleep = bool(self.cluster.asleep[i])
+            self.cluster.drain(np.array([i]))  # an asleep node stays off, and its agent no longer wakes it
+            return True, f"{args.node} is already off" + (" (it was asleep: its agent will not wake it now)" if asleep else ""), {}
         replicas = float(self.cluster.replicas()[i].sum())
         self.cluster.drain(np.array([i]))
         return True, f"{args.node} drained: {replicas:.0f} replica(s) stopped, its queue re-routed, powered off", {"stopped": replicas}

@@ -105,7 +105,7 @@ def sim(
         for _ in range(total):
             decision = ctrl.act(cluster)
             actions += len(decision.reasons)
-            cluster.step(decision.targets, decision.offload)
+            decision.apply(cluster)
             recorder.record()
             if recorder_db is not None:
                 recorder_db.record_tick(cluster, decision.reasons)

@@ -108,7 +108,7 @@ def test_the_node_agents_act_on_every_shipped_scenario(path: Path, name: str) ->
         assert decision.offload is not None and ((decision.offload >= 0) & (decision.offload <= 0.75)).all()
         for reason in decision.reasons:
             assert reason.actor == name and (name != "marl" or "driven by" in reason.text or "no single feature" in reason.text)
-        cluster.step(decision.targets, decision.offload)
+        decision.apply(cluster)
 
 
 def test_the_shipped_policy_records_how_it_was_made() -> None:
@@ -126,7 +126,8 @@ def test_masked_actions_are_never_taken() -> None:
     rng = np.random.default_rng(1)
     while env.agents:
         obs = np.stack([observations[a]["observation"] for a in env.agents])
-        mask = np.stack([np.concatenate(observations[a]["action_mask"]) for a in env.agents])
+        # the PettingZoo masks (the power row is 3 long) in the policy's layout (rows of 4; the 4th power choice never)
+        mask = np.stack([np.concatenate([*observations[a]["action_mask"], [0]]) for a in env.agents])
         actions = policy.act(obs, mask, rng)
         chosen = np.take_along_axis(mask.reshape(*actions.shape, 4), actions[..., None], axis=-1)
         assert chosen.all()
@@ -233,7 +234,7 @@ def test_the_node_rule_offloads_from_degraded_nodes_and_only_from_them() -> None
             if cluster.time_s < 300:
                 assert not decision.offload.any(), f"{stem}: offload before the degradation"
             explained |= {r.node for r in decision.reasons if r.action == "offload" and "added latency" in r.text}
-            cluster.step(decision.targets, decision.offload)
+            decision.apply(cluster)
         expected = degraded or {n for n in cluster.node_names if n.startswith("cloud")}
         offloading = {n for n, share in zip(cluster.node_names, cluster.offload, strict=True) if share > 0}
         assert offloading == expected, stem
@@ -252,3 +253,74 @@ def test_model_selection_ranks_by_the_shipping_target() -> None:
     assert rank(0.09, 0.99) < rank(0.15, 0.60)  # cheaper still, but over half HPA's violations
     assert rank(0.03, 0.90) < rank(0.05, 0.70)  # both meet it: fewer violations
     assert rank(0.03, 1.05) < rank(0.10, 1.02)  # neither: violations plus the cost overrun
+
+
+def power_run(controller_name: str, weights: RewardWeights | None, seconds: float = 120) -> tuple[set[str], list[str]]:
+    """Nodes asleep at the end of spike-then-failure's first ``seconds`` (its edge nodes hold no replica) under these
+    weights, and the reasons given for sleeping."""
+    cluster = load_scenario(SCENARIO_DIR / "spike-then-failure.yaml", duration_s=seconds).make_cluster()
+    controller = make_controller(controller_name, seed=3)
+    if weights is not None:
+        controller.set_weights(weights)
+    controller.reset(cluster)
+    texts = []
+    for _ in range(cluster.horizon):
+        decision = controller.act(cluster)
+        texts += [r.text for r in decision.reasons if r.action == "sleep"]
+        decision.apply(cluster)
+    return {n for n, asleep in zip(cluster.node_names, cluster.asleep, strict=True) if asleep}, texts
+
+
+@pytest.mark.parametrize("name", ["node-rule", "marl"])
+def test_empty_nodes_sleep_when_the_energy_weight_rises_and_not_at_the_defaults(name: str) -> None:
+    asleep, _ = power_run(name, None)
+    assert asleep == set()
+    asleep, texts = power_run(name, RewardWeights().replace(energy=0.3))
+    assert len(asleep) >= 4 and all(n.startswith("edge") for n in asleep), asleep  # the empty ones
+    assert len(texts) == len(asleep) and all("sleeps" in t for t in texts)
+
+
+def test_a_sleeping_node_wakes_when_the_load_outgrows_the_nodes_that_are_on() -> None:
+    """The node rule at energy x3 on spike-then-failure: its empty edge nodes sleep, and the 4x spike at 600 s wakes them."""
+    cluster = load_scenario(SCENARIO_DIR / "spike-then-failure.yaml", duration_s=700).make_cluster()
+    controller = make_controller("node-rule", seed=3)
+    controller.set_weights(RewardWeights().replace(energy=0.3))
+    controller.reset(cluster)
+    woken = set()
+    for _ in range(cluster.horizon):
+        decision = controller.act(cluster)
+        if cluster.time_s < 600:
+            assert not any(r.action == "wake" for r in decision.reasons)
+        woken |= {r.node for r in decision.reasons if r.action == "wake" and "wakes" in r.text}
+        decision.apply(cluster)
+    assert woken and not cluster.asleep[[cluster.node_names.index(n) for n in woken]].any()
+
+
+def test_a_format_1_policy_loads_and_never_sleeps_a_node(tmp_path: Path) -> None:
+    with np.load(DEFAULT_POLICY) as data:
+        arrays = {k: data[k] for k in data.files if "power" not in k}
+    header = json.loads(str(arrays.pop("header")))
+    header["format"] = "ama-marl-policy/1"
+    np.savez(old := tmp_path / "old.npz", header=np.array(json.dumps(header)), **arrays)
+    policy = load_policy(old)
+    obs = np.random.default_rng(0).uniform(0, 1, size=(64, 2, N_FEATURES)).astype(np.float32)
+    mask = np.ones((64, 4 * 4), np.int8)
+    rng = np.random.default_rng(0)
+    assert all((policy.act(obs, mask, rng)[:, -1] == 0).all() for _ in range(50))
+
+
+def test_training_one_head_leaves_the_others_as_they_were(tmp_path: Path) -> None:
+    """``train_heads=("power",)`` from a trained policy: the power head learns, every other weight is the start's."""
+    start = load_policy()
+    settings = TrainSettings(
+        out=tmp_path / "run", total_agent_steps=3_000, envs=2, rollout_ticks=30, epochs=2, minibatches=2, learning_rate=3e-2,
+        scenarios=(str(SCENARIO_DIR / "spike-then-failure.yaml"),), eval_every=0, seed=3, teacher_agent_steps=3_000,
+        init_policy=str(DEFAULT_POLICY), train_heads=("power",), hidden=start.hidden,
+    )  # fmt: skip
+    Trainer(settings).train()
+    trained = load_policy(tmp_path / "run" / "policy.npz")
+    for name in ("w1", "b1", "w2", "b2", "w_scale", "b_scale", "w_offload", "b_offload"):
+        np.testing.assert_array_equal(getattr(trained, name), getattr(start, name), err_msg=name)
+    assert not np.array_equal(trained.w_power, start.w_power)
+    with pytest.raises(Exception, match="unknown actor heads: brain"):
+        Trainer(TrainSettings(out=tmp_path / "x", train_heads=("brain",), scenarios=settings.scenarios))

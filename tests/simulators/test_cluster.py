@@ -471,6 +471,23 @@ def test_node_boots_for_exactly_boot_s(via: str) -> None:
     assert seen == [(NODE_BOOTING, True)] * boot + [(NODE_ON, True)]
 
 
+def test_only_empty_on_nodes_sleep_and_only_their_agents_may_wake_them() -> None:
+    events = [Event(at_tick=3, type="node_failure", nodes=(1,), duration_ticks=2)]
+    c = make_cluster([node("a"), node("b"), node("c")], [svc(initial_replicas=1, min_replicas=0)], const_arrivals(20, 5.0), events)
+    assert c.replicas()[:, 0].tolist() == [1, 0, 0]
+    c.step()
+    c.sleep(np.arange(3))  # a holds the replica: left alone
+    assert c.state.tolist() == [NODE_ON, NODE_OFF, NODE_OFF] and c.asleep.tolist() == [False, True, True]
+    o = c.step()
+    assert o.node_power_w[1:].sum() == 0 and o.node_cost[1:].sum() == 0 and o.served[0].sum() > 0
+    c.drain(np.array([2]))  # an operator's drain of a sleeping node: no longer its agent's to wake
+    assert c.asleep.tolist() == [False, True, False]
+    run(c, 4)  # b fails at tick 3 and recovers at 5: it was asleep, so it stays off, and asleep
+    assert c.state[1] == NODE_OFF and c.asleep[1]
+    c.power_on(np.array([1]))
+    assert c.state[1] == NODE_BOOTING and not c.asleep.any()
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # 6. Stragglers, network degradation, price changes, cold-start storms
 # ---------------------------------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 
-from simulators.env import DOWN, ENV_NAME, HOLD, OBS_FEATURES, PREWARM, UP, ClusterEnv, parallel_env
+from simulators.cluster import NODE_FAILED, NODE_ON
+from simulators.env import DOWN, ENV_NAME, HOLD, OBS_FEATURES, POWER_HOLD, PREWARM, SLEEP, UP, WAKE, ClusterEnv, parallel_env
 from simulators.rewards import REWARD_COMPONENTS, RewardWeights
 from simulators.scenarios import SCENARIO_DIR, scenario_files, traces_dir
 
@@ -34,14 +35,16 @@ def small_env(**options: object) -> ClusterEnv:
 
 def test_env_card_and_spaces() -> None:
     env = small_env()
-    assert env.metadata["name"] == ENV_NAME == "ama_cluster_v1"
+    assert env.metadata["name"] == ENV_NAME == "ama_cluster_v2"
     assert ENV_NAME in (sys.modules[ClusterEnv.__module__].__doc__ or "")
     agent = env.possible_agents[0]
     assert env.observation_space(agent) is env.observation_space(agent)  # cached, same object
     assert env.action_space(agent) is env.action_space(env.possible_agents[-1])
     obs, _ = env.reset(seed=1)
     assert obs[agent]["observation"].shape == (2, len(OBS_FEATURES))
-    assert len(obs[agent]["action_mask"]) == 3
+    masks = obs[agent]["action_mask"]
+    assert [len(m) for m in masks] == [4, 4, 4, 3]  # two services, offload, power
+    assert env.action_space(agent).contains(np.array([HOLD, HOLD, 0, POWER_HOLD]))
     assert env.state().shape == env.state_space.shape
 
 
@@ -51,7 +54,7 @@ def test_weights_are_in_every_observation_and_shape_the_reward() -> None:
     w_cols = [OBS_FEATURES.index(f"w_{name}") for name in REWARD_COMPONENTS]
     agent = env.possible_agents[0]
     assert np.allclose(obs[agent]["observation"][:, w_cols], RewardWeights().as_array())
-    hold = {a: np.array([HOLD, HOLD, 0]) for a in env.agents}
+    hold = {a: np.array([HOLD, HOLD, 0, POWER_HOLD]) for a in env.agents}
     _, rewards, _, _, infos = env.step(hold)
     terms = np.array(list(infos[agent]["reward_terms"].values()))
     assert list(infos[agent]["reward_terms"]) == list(REWARD_COMPONENTS)
@@ -70,7 +73,8 @@ def test_batch_api_matches_the_pettingzoo_api() -> None:
     b.reset_arrays(seed=4)
     rng = np.random.default_rng(0)
     for _ in range(40):
-        batch = rng.integers(0, 4, size=(b.n_nodes, b.n_services + 1))
+        batch = rng.integers(0, 4, size=(b.n_nodes, b.n_services + 2))
+        batch[:, -1] = rng.integers(0, 3, size=b.n_nodes)
         obs_a, rew_a, _, _, _ = a.step(dict(zip(a.agents, batch, strict=True)))
         obs_b, _, rew_b, _, _ = b.step_arrays(batch)
         assert np.array_equal(np.stack([obs_a[x]["observation"] for x in a.possible_agents]), obs_b)
@@ -84,14 +88,24 @@ def test_masked_actions_are_never_taken() -> None:
     for _ in range(150):
         before = env.cluster.replicas().copy()
         min_total = env.cluster.min_replicas.copy()
-        masks = masks.reshape(env.n_nodes, env.n_services + 1, 4).copy()
-        batch = rng.integers(0, 4, size=(env.n_nodes, env.n_services + 1))
+        state_before, asleep_before = env.cluster.state.copy(), env.cluster.asleep.copy()
+        masks = masks.reshape(env.n_nodes, env.n_services + 2, 4).copy()
+        assert not masks[:, -1, 3].any()  # the power row's padding is never allowed
+        batch = rng.integers(0, 4, size=(env.n_nodes, env.n_services + 2))
         chosen_allowed = np.take_along_axis(masks, batch[:, :, None], axis=2)[:, :, 0].astype(bool)
         _, masks, _, _, _ = env.step_arrays(batch)
         after = env.cluster.replicas()
         change = after - before
-        scale = batch[:, :-1]
-        allowed = chosen_allowed[:, :-1]
+        scale = batch[:, :-2]
+        allowed = chosen_allowed[:, :-2]
+        power, power_allowed = batch[:, -1], chosen_allowed[:, -1]
+        slept, woke = (power == SLEEP) & power_allowed, (power == WAKE) & power_allowed
+        # only an empty node that was on sleeps, only a node its agent put to sleep wakes; a node going to sleep
+        # starts nothing, and a masked power choice changes nothing
+        assert np.all(before[slept].sum(axis=1) == 0) and np.all(state_before[slept] == NODE_ON) and np.all(after[slept] == 0)
+        assert np.all(asleep_before[woke]) and not env.cluster.asleep[woke].any()
+        unchanged = ~power_allowed & (env.cluster.state != NODE_FAILED)
+        assert np.all(env.cluster.asleep[unchanged] == asleep_before[unchanged])
         # a masked choice is taken as hold: no replica change beyond events (failures empty a node entirely)
         failed = env.cluster.state == 3
         assert np.all(change[~allowed & ~failed[:, None]] == 0)
@@ -116,7 +130,7 @@ def test_episode_ends_by_truncation_and_agents_leave() -> None:
     env = small_env(max_ticks=3)
     env.reset(seed=0)
     for tick in range(3):
-        _, _, terminations, truncations, _ = env.step({a: np.array([HOLD, HOLD, 0]) for a in env.agents})
+        _, _, terminations, truncations, _ = env.step({a: np.array([HOLD, HOLD, 0, POWER_HOLD]) for a in env.agents})
         assert not any(terminations.values())
         assert all(truncations.values()) == (tick == 2)
     assert env.agents == []

@@ -110,6 +110,9 @@ def test_sim_actuator_acts_once_per_request_and_reports_failures_as_data() -> No
     assert not added.ok and "only 1 of 2" in added.detail and c.state[2] == NODE_BOOTING
     drained = act.apply(parse_call("drain_node", {"node": "edge-0"}), "req-9")
     assert drained.ok and c.state[3] == NODE_OFF and c.replicas()[3].sum() == 0
+    c.asleep[3] = True  # as if its agent had put it to sleep: an operator's drain takes it from the agent
+    again = act.apply(parse_call("drain_node", {"node": "edge-0"}), "req-9b")
+    assert again.ok and "was asleep" in again.detail and not c.asleep[3] and c.state[3] == NODE_OFF
     weights = act.apply(parse_call("set_reward_weights", {"weights": {"energy": 0.3}, "expires_in_s": 60}), "req-10")
     assert weights.ok and act.weights.energy == 0.3 and seen[-1][1] == 60
     refuse = act.apply(parse_call("remove_nodes", {"nodes": ["cloud-0", "cloud-1", "cloud-2"]}), "req-11")
