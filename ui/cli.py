@@ -61,6 +61,20 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+def become(argv: list[str], env: dict[str, str] | None = None) -> NoReturn:
+    """Replace this process with a server (``ama console``, ``ama llm serve``): a signal meant for the command
+    (Ctrl-C, ``kill``, a container's stop) then reaches the server itself; a child process would outlive its killed
+    parent, still holding the port."""
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvpe(argv[0], argv, env if env is not None else dict(os.environ))
+    except OSError as exc:
+        fail(f"cannot start {argv[0]}: {exc.strerror}")
+
+
 @app.command()
 def sim(
     scenario: Annotated[Path, typer.Option("--scenario", "-s", help="Scenario YAML file (see evals/scenarios/).")],
@@ -293,8 +307,6 @@ def llm_serve(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would start.")] = False,
 ) -> None:
     """Start the OpenAI-compatible server the LLM planner talks to, and say which one and how to point AMA at it."""
-    import subprocess
-
     from manager.serve import plan_server
 
     try:
@@ -306,7 +318,7 @@ def llm_serve(
     if dry_run:
         typer.echo(" ".join(plan.argv))
         return
-    raise typer.Exit(subprocess.call(plan.argv))
+    become(plan.argv)
 
 
 @app.command()
@@ -371,7 +383,6 @@ def console(
     """Start the operator console (Streamlit): live cluster view, decisions with explanations, approvals with what-if
     previews, chat with the manager, scenario replays. It reads the decision log; it never steps a simulator."""
     import os
-    import subprocess
 
     from tools.decision_log import database_url
 
@@ -387,7 +398,7 @@ def console(
     argv = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port), "--server.address", address]
     argv += ["--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
     err.print(f"console on http://{address}:{port} reading {env['AMA_DATABASE_URL'].split('@')[-1]}", highlight=False)
-    raise typer.Exit(subprocess.call(argv, env=env))
+    become(argv, env)
 
 
 @app.command(name="eval")

@@ -76,3 +76,37 @@ def test_bench_json_with_a_tiny_budget() -> None:
     assert [r["nodes"] for r in report["results"]] == [10, 20]
     for row in report["results"]:
         assert row["batch_node_steps_per_s"] > 0 and row["batch_env_node_steps_per_s"] > 0 and row["pettingzoo_agent_steps_per_s"] > 0
+
+
+def test_stopping_ama_console_stops_its_server(tmp_path: Path) -> None:
+    """``ama console`` becomes the Streamlit server: a SIGTERM to the command (a container's stop) stops the server,
+    instead of leaving it running and holding the port."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    argv = [sys.executable, "-m", "ui.cli", "console", "--db", f"sqlite:///{tmp_path / 'log.db'}", "--port", str(port)]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not healthy():
+            assert process.poll() is None and time.monotonic() < deadline, "the console did not come up"
+            time.sleep(0.5)
+        process.terminate()
+        process.wait(timeout=20)
+        assert not healthy(), "the server outlived the command"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
