@@ -33,7 +33,7 @@ import numpy as np
 
 from simulators.env import N_FEATURES, OBS_FEATURES, SCALE_CHOICES
 from simulators.errors import InputError
-from simulators.rewards import REWARD_COMPONENTS, pressures
+from simulators.rewards import REWARD_COMPONENTS, RewardWeights
 
 POLICY_FORMAT = "ama-marl-policy/2"
 READABLE_FORMATS = ("ama-marl-policy/1", POLICY_FORMAT)
@@ -143,8 +143,11 @@ class Policy:
         sum_head, max_head = self._context_heads(services)
         heads = total @ sum_head  # (nodes, 8): the scale heads' context part | the offload head
         heads += peak @ max_head
-        power = raw_peak @ self.fused.w_power_raw  # its constant input carries the bias
-        power += log_pressures(raw_peak[:, WEIGHT_COLUMNS]) @ self.fused.w_power_pressure
+        power_in = raw_peak @ self.fused.w_power_raw  # (nodes, 4 + 3): the raw rows' part (and the bias) | pressure parts
+        parts = power_in[:, SCALE_CHOICES:]
+        np.maximum(parts, 1e-6, out=parts)
+        np.log(parts, out=parts)
+        power = power_in[:, :SCALE_CHOICES] + parts @ self.fused.w_power_pressure
         out = np.empty((nodes, services + 2, SCALE_CHOICES), np.float32)
         rows = (b @ self.fused.w_row).reshape(services, nodes, SCALE_CHOICES).transpose(1, 0, 2)
         np.add(rows, heads[:, None, :SCALE_CHOICES], out=out[:, :services])
@@ -255,9 +258,10 @@ class _Fused:
     on_sum: np.ndarray
     on_max: np.ndarray
     w_power_raw: np.ndarray
-    """The power head's weights on the maximum of the node's raw rows, then its bias (on their constant input)."""
+    """(F + 1, 4 + 3): the power head's weights on the maximum of the node's raw rows and its bias (on their constant
+    input), then the maps to the weights' pressure parts (``log_pressures``), in one matmul."""
     w_power_pressure: np.ndarray
-    """... and on the log energy and service pressures."""
+    """(3, 4): the power head's weights on the log pressure parts (the logs' map folded in; its shift is in the bias)."""
     context_heads: dict[int, tuple[np.ndarray, np.ndarray]]
 
 
@@ -276,20 +280,43 @@ def _fuse(policy: Policy) -> _Fused:
     on_max = np.zeros((h + 1, 2 * SCALE_CHOICES), np.float32)
     on_max[:h] = np.concatenate([policy.w_scale[2 * h :], policy.w_offload[h:]], axis=1)
     on_max[h] = np.concatenate([policy.b_scale, policy.b_offload])
-    w_power_raw = np.zeros((f + 1, SCALE_CHOICES), np.float32)
-    w_power_raw[:f], w_power_raw[f] = policy.w_power[:f], policy.b_power
-    return _Fused(w1, w2, w_row, on_sum, on_max, w_power_raw, policy.w_power[f:].copy(), {})
+    on_pressures = policy.w_power[f:]  # (2, 4)
+    w_power_raw = np.zeros((f + 1, SCALE_CHOICES + 3), np.float32)
+    w_power_raw[:f, :SCALE_CHOICES], w_power_raw[:f, SCALE_CHOICES:] = policy.w_power[:f], PRESSURE_PARTS
+    w_power_raw[f, :SCALE_CHOICES] = policy.b_power + PRESSURE_SHIFT @ on_pressures
+    return _Fused(w1, w2, w_row, on_sum, on_max, w_power_raw, (PRESSURE_LOGS @ on_pressures).astype(np.float32), {})
 
 
-def log_pressures(weights: Any) -> Any:
-    """Weights (..., 6), numpy or torch -> (..., 2): log energy pressure and log service pressure (the power head's
-    inputs besides the context and the raw rows; 0 at the default weights)."""
-    energy, service = pressures(weights)
-    if isinstance(weights, np.ndarray):
-        return np.log(np.stack([energy, service], axis=-1).clip(1e-3, 1e3))
+def _pressure_maps() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``log_pressures`` as matrices: observation row (F) -> its weights' parts [energy, sla + latency, cost + energy +
+    utilization] (F, 3); log parts -> [log energy, log service] pressure (3, 2); and the shift that makes both 0 at
+    the default weights (the same ratios as ``simulators.rewards.pressures``, which the tests hold them to)."""
+    parts = np.zeros((N_FEATURES, 3), np.float32)
+    column = {name: WEIGHT_COLUMNS.start + k for k, name in enumerate(REWARD_COMPONENTS)}
+    for part, names in enumerate((("energy",), ("sla", "latency"), ("cost", "energy", "utilization"))):
+        for name in names:
+            parts[column[name], part] = 1.0
+    logs = np.array([[1.0, 0.0], [-1.0, 1.0], [0.0, -1.0]], np.float32)
+    default_row = np.zeros(N_FEATURES, np.float32)
+    default_row[WEIGHT_COLUMNS] = RewardWeights().as_array()
+    return parts, logs, -(np.log(default_row @ parts) @ logs)
+
+
+PRESSURE_PARTS, PRESSURE_LOGS, PRESSURE_SHIFT = _pressure_maps()
+
+
+def log_pressures(rows: Any) -> Any:
+    """Raw observation rows (..., F), numpy or torch -> (..., 2): the logarithms of the weights' energy and service
+    pressures (``simulators.rewards.pressures``; 0 at the default weights): the power head's weight inputs."""
+    if isinstance(rows, np.ndarray):
+        return np.log(np.maximum(rows @ PRESSURE_PARTS, 1e-6)) @ PRESSURE_LOGS + PRESSURE_SHIFT
     import torch
 
-    return torch.log(torch.stack([energy, service], dim=-1).clip(1e-3, 1e3))
+    as_tensor = {
+        k: torch.as_tensor(v, device=rows.device)
+        for k, v in (("parts", PRESSURE_PARTS), ("logs", PRESSURE_LOGS), ("shift", PRESSURE_SHIFT))
+    }
+    return torch.log((rows @ as_tensor["parts"]).clamp(min=1e-6)) @ as_tensor["logs"] + as_tensor["shift"]
 
 
 # ---------------------------------------------------------------------------------------------- files

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from local_agents.act import ARRAYS, POWER_INPUTS, READABLE_FORMATS, WEIGHT_COLUMNS, PolicyError, log_pressures, save_policy
+from local_agents.act import ARRAYS, POWER_INPUTS, READABLE_FORMATS, PolicyError, log_pressures, save_policy
 from local_agents.node_rule import NodeRuleSettings, node_rule_actions
 from simulators.env import DOWN, HOLD, N_FEATURES, N_GLOBAL, POWER_HOLD, PREWARM, SCALE_CHOICES, UP, ClusterEnv
 from simulators.errors import ConfigError
@@ -171,7 +171,7 @@ class Actor(nn.Module):
         context = torch.cat([h.mean(dim=-2), h.amax(dim=-2)], dim=-1)
         rows = torch.cat([h, context.unsqueeze(-2).expand(*h.shape[:-1], context.shape[-1])], dim=-1)
         raw = obs.amax(dim=-2)
-        power = self.power(torch.cat([raw, log_pressures(raw[..., WEIGHT_COLUMNS])], dim=-1))
+        power = self.power(torch.cat([raw, log_pressures(raw)], dim=-1))
         return torch.cat([self.scale(rows), self.offload(context).unsqueeze(-2), power.unsqueeze(-2)], dim=-2)
 
     def head_parameters(self, heads: tuple[str, ...]) -> list[nn.Parameter]:

@@ -331,3 +331,17 @@ def test_training_one_head_leaves_the_others_as_they_were(tmp_path: Path) -> Non
     assert not np.array_equal(trained.w_power, start.w_power)
     with pytest.raises(Exception, match="unknown actor heads: brain"):
         Trainer(TrainSettings(out=tmp_path / "x", train_heads=("brain",), scenarios=settings.scenarios))
+
+
+def test_the_power_heads_pressure_inputs_are_the_controllers_pressures() -> None:
+    """local_agents.act.log_pressures (matrices, for speed) against simulators.rewards.pressures (the definition)."""
+    from local_agents.act import WEIGHT_COLUMNS, log_pressures
+    from simulators.rewards import pressures
+
+    rows = np.random.default_rng(0).uniform(0.01, 1.0, size=(200, N_FEATURES)).astype(np.float32)
+    energy, service = pressures(rows[:, WEIGHT_COLUMNS].astype(np.float64))
+    np.testing.assert_allclose(log_pressures(rows), np.log(np.stack([energy, service], axis=-1)), atol=1e-5)
+    defaults = np.zeros((1, N_FEATURES), np.float32)
+    defaults[0, WEIGHT_COLUMNS] = RewardWeights().as_array()
+    np.testing.assert_allclose(log_pressures(defaults), 0.0, atol=1e-6)
+    np.testing.assert_allclose(log_pressures(torch.from_numpy(rows)).numpy(), log_pressures(rows), atol=1e-5)
