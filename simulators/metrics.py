@@ -36,6 +36,8 @@ class RunRecorder:
     energy_j: float = 0.0
     wasted_mem_gbs: float = 0.0
     replica_changes: float = 0.0
+    asleep_node_ticks: float = 0.0
+    """Node-ticks spent asleep (put to sleep by its agent to save idle power)."""
     violation_ticks: int = 0
     exceed: np.ndarray = field(default_factory=lambda: np.zeros(LATENCY_GRID_MS.size))
     series: dict[str, list[float]] = field(default_factory=lambda: {name: [] for name in SERIES})
@@ -58,6 +60,7 @@ class RunRecorder:
         self.energy_j += float(o.node_power_w.sum()) * c.tick_s
         self.wasted_mem_gbs += float(o.wasted_mem_gbs.sum())
         self.replica_changes += float(o.replica_changes.sum())
+        self.asleep_node_ticks += float(c.asleep.sum())
         rate = violations / finished if finished > 0 else 0.0
         self.violation_ticks += rate > VIOLATION_MINUTE_THRESHOLD
         _, exceed = c.latency_survival()
@@ -101,6 +104,7 @@ class RunRecorder:
             "drops": self.drops,
             "wasted_mem_gb_s": self.wasted_mem_gbs,
             "scale_actions": self.replica_changes,
+            "asleep_node_minutes": self.asleep_node_ticks * tick_s / 60.0,
         }
 
 

@@ -200,12 +200,17 @@ def _recorded_run(keep_series: bool = True) -> tuple[Cluster, RunRecorder, list[
     rec = RunRecorder(c, keep_series=keep_series)
     per_tick = []
     for t in range(c.horizon):
+        if t == 24:
+            emptied = c.replicas().copy()
+            emptied[0] = 0
+            c.set_targets(emptied)  # edge-0 stops its replicas, and its agent puts it to sleep
+            c.sleep(np.array([0]))
         c.step(None, np.array([0.3, 0.0, 0.0, 0.0]) if t == 20 else None)
         rec.record()
         o = c.out
         per_tick.append(
             {
-                "requests": float(o.arrivals.sum()),
+                "requests": float(o.requests.sum()),  # new requests (arrivals also count work re-routed off a drained node)
                 "served": float(o.served.sum()),
                 "drops": float(o.drops.sum()),
                 "violations": float(o.violations.sum()),
@@ -215,6 +220,7 @@ def _recorded_run(keep_series: bool = True) -> tuple[Cluster, RunRecorder, list[
                 "cold_starts": float(o.cold_starts.sum()),
                 "replica_changes": float(o.replica_changes.sum()),
                 "wasted": float(o.wasted_mem_gbs.sum()),
+                "asleep": float(c.asleep.sum()),
             }
         )
     return c, rec, per_tick
@@ -234,6 +240,7 @@ def test_run_recorder_summary_equals_the_sums_of_the_outcomes() -> None:
     assert s["cold_starts"] == pytest.approx(total["cold_starts"])
     assert s["scale_actions"] == pytest.approx(total["replica_changes"])
     assert s["wasted_mem_gb_s"] == pytest.approx(total["wasted"])
+    assert s["asleep_node_minutes"] == pytest.approx(total["asleep"] * c.tick_s / 60.0) and total["asleep"] > 0
     assert s["sla_violation_rate"] == pytest.approx(total["violations"] / (total["served"] + total["drops"]))
     bad_ticks = sum(row["violations"] / (row["served"] + row["drops"]) > VIOLATION_MINUTE_THRESHOLD for row in per_tick)
     assert s["sla_violation_minutes"] == pytest.approx(bad_ticks * c.tick_s / 60.0)
