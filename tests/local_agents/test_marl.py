@@ -345,3 +345,37 @@ def test_the_power_heads_pressure_inputs_are_the_controllers_pressures() -> None
     defaults[0, WEIGHT_COLUMNS] = RewardWeights().as_array()
     np.testing.assert_allclose(log_pressures(defaults), 0.0, atol=1e-6)
     np.testing.assert_allclose(log_pressures(torch.from_numpy(rows)).numpy(), log_pressures(rows), atol=1e-5)
+
+
+def test_the_shipped_power_head_sleeps_where_its_teacher_does() -> None:
+    """Greedy, the shipped policy's power choice is the node rule's on the node rule's own states, for weights drawn
+    wide around the defaults, in every band of energy pressure. ``pytest -s -k power_head_sleeps`` prints the table
+    quoted in BENCHMARKS.md."""
+    from local_agents.controllers import energy_pressure
+    from local_agents.node_rule import NodeRuleSettings, node_rule_actions
+    from simulators.env import SLEEP
+    from simulators.rewards import sample_weights
+
+    policy, rng = load_policy(), np.random.default_rng(0)
+    rows = []
+    for stem in ("spike-then-failure", "price-change-alone", "edge-cold-start-storm", "demo-spike-failure", "shop-csv-replay"):
+        for k in range(4):
+            weights = sample_weights(rng, concentration=5.0)
+            env = ClusterEnv(load_scenario(SCENARIO_DIR / f"{stem}.yaml", duration_s=300))
+            env.set_reward_weights(weights)
+            obs, mask = env.reset_arrays(2000 + k)
+            for _ in range(300):
+                actions = node_rule_actions(obs, env.observer.codes, rng, NodeRuleSettings())
+                logits = np.where(mask.reshape(policy.logits(obs).shape) > 0, policy.logits(obs), -np.inf)
+                can_sleep = np.isfinite(logits[:, -1, SLEEP])
+                chosen = logits[:, -1].argmax(axis=-1)
+                rows += [(energy_pressure(weights), actions[i, -1] == SLEEP, chosen[i] == SLEEP) for i in np.flatnonzero(can_sleep)]
+                obs, mask, *_ = env.step_arrays(actions)
+    table = np.array(rows, dtype=float)
+    print("\nenergy pressure | node-ticks that could sleep | teacher sleeps | policy sleeps (greedy)")
+    for low, high in ((0, 0.7), (0.7, 1.3), (1.3, 2.0), (2.0, 3.0), (3.0, np.inf)):
+        band = table[(table[:, 0] >= low) & (table[:, 0] < high)]
+        if len(band):
+            print(f"{low:.1f}-{high:.1f} | {len(band)} | {band[:, 1].mean():.1%} | {band[:, 2].mean():.1%}")
+    agreement = (table[:, 1] == table[:, 2]).mean()
+    assert len(table) > 1000 and table[:, 1].any() and agreement >= 0.99, agreement
