@@ -166,3 +166,19 @@ def test_a_replay_starts_from_the_scenarios_page(db: str, tmp_path: Path) -> Non
     app.run()
     assert any("Eval report" in m.value for m in app.markdown)
     assert app.image, "the report's plots are shown"
+
+
+def test_the_cluster_map_tells_a_sleeping_node_from_a_drained_one() -> None:
+    from matplotlib.colors import to_hex
+
+    from ui.console.plots import STATE_EDGE, cluster_map
+
+    nodes = [
+        {"name": "a", "tier": "cloud", "state": "off", "asleep": True, "utilization": 0.0},
+        {"name": "b", "tier": "cloud", "state": "off", "asleep": False, "utilization": 0.0},
+        {"name": "c", "tier": "cloud", "state": "on", "utilization": 0.5},
+    ]
+    figure = cluster_map({"time_s": 60.0, "nodes": nodes})
+    edges = [to_hex(patch.get_edgecolor()) for patch in figure.axes[0].patches]
+    assert edges == [STATE_EDGE["asleep"], STATE_EDGE["off"], STATE_EDGE["on"]]
+    assert "green = asleep" in figure.axes[0].get_title()

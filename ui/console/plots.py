@@ -14,12 +14,13 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-STATE_EDGE = {"on": "#333333", "booting": "#1f77b4", "off": "#bbbbbb", "failed": "#d62728"}
+STATE_EDGE = {"on": "#333333", "booting": "#1f77b4", "off": "#bbbbbb", "asleep": "#2ca02c", "failed": "#d62728"}
 
 
 def cluster_map(snapshot: dict[str, Any]) -> Figure:
     """One square per node, a row of squares per tier: filled by utilization (white to dark red), edged by state
-    (red cross for failed, grey for off, blue for booting); stragglers and slow networks get a dot."""
+    (red cross for failed, grey for off, green for asleep: off by its own agent's choice, blue for booting);
+    stragglers and slow networks get a dot."""
     nodes = snapshot.get("nodes", [])
     tiers = sorted({n["tier"] for n in nodes}) or ["cloud"]
     columns = max(8, min(40, math.ceil(math.sqrt(max(len(nodes), 1)) * 1.6)))
@@ -34,7 +35,7 @@ def cluster_map(snapshot: dict[str, Any]) -> Figure:
         for k, node in enumerate(members):
             cx, cy = k % columns, y + k // columns
             util = float(node.get("utilization", 0.0))
-            state = node.get("state", "on")
+            state = "asleep" if node.get("asleep") else node.get("state", "on")
             fill, edge = cmap(0.1 + 0.85 * min(util, 1.0)), STATE_EDGE.get(state, "#333333")
             ax.add_patch(Rectangle((cx, cy), 0.9, 0.9, facecolor=fill, edgecolor=edge, lw=1.2))
             if state == "failed":
@@ -46,7 +47,7 @@ def cluster_map(snapshot: dict[str, Any]) -> Figure:
     ax.set_xlim(-6, columns)
     ax.set_ylim(y, -0.5)
     ax.axis("off")
-    legend = "fill = utilization, red cross = failed, grey = off, blue = booting, dot = slow"
+    legend = "fill = utilization, red cross = failed, grey = off, green = asleep, blue = booting, dot = slow"
     ax.set_title(f"t={snapshot.get('time_s', 0):.0f}s: {legend}", fontsize=9)
     fig.tight_layout()
     return fig
