@@ -33,7 +33,8 @@ COMPONENT_EFFECTS: dict[str, str] = {
     "latency": "agents keep queues short and latency well under the SLO (more replicas, more cost)",
     "sla": "agents fight SLO misses and drops first (scale out and offload sooner)",
     "utilization": "agents release idle reservations and pack work (cheaper, less headroom for spikes)",
-    "energy": "agents avoid busy, power-hungry nodes (less power, can add latency)",
+    "energy": "agents run fewer replicas and, once its share is twice its default against sla + latency, put nodes that "
+    "hold no replica to sleep (much less power; sleeping nodes take a boot time to come back in a spike)",
     "cost": "agents prefer cheap nodes and fewer replicas (lower bill, more SLO risk)",
     "churn": "agents scale less often (stability; slower reaction to change)",
 }
@@ -45,7 +46,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 def system_prompt() -> str:
     """The manager's role, the reward components and the rule about telemetry."""
     components = "\n".join(f"- {name}: raising it makes {effect}." for name, effect in COMPONENT_EFFECTS.items())
-    return f"""You are the manager of an elastic compute cluster. Local RL agents on every node scale replicas, offload \
+    return f"""You are the manager of an elastic compute cluster. Local RL agents on every node scale replicas, offload, sleep empty nodes \
 and place work; each maximises the reward sum(w_k * term_k), where every term is higher-is-better and roughly in [-1, 1].
 You steer the agents by rewriting the reward weights w_k. Propose cluster actions only when re-weighting alone cannot fix \
 the problem (a failed node, missing capacity). High-impact actions (drain_node, add_nodes, remove_nodes, large scale or \
