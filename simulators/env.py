@@ -7,11 +7,10 @@ Env card — ``ama_cluster_v2``
 Agents        one per node of the scenario (``cloud-0``, ``edge-3`` ...); the set is fixed for an episode. Nodes that
               are off, booting or failed stay agents, with every action but "hold" masked (but "wake" for a node
               its agent put to sleep).
-Observation   ``{"observation": float32 (S, F), "action_mask": S + 1 int8 arrays of 4, then one of 3}``: one row per
-              service with the
-              same F features for any cluster, so one shared policy serves any number of nodes and services. Row
-              layout (``OBS_FEATURES``): this node's cell of the service (warm and booting replicas, backlog,
-              load over capacity, latency over SLO, violation and drop shares, room to add), the service cluster-wide
+Observation   ``{"observation": float32 (S, F), "action_mask": S + 1 int8 arrays of 4, then one of 3}``: one row
+              per service with the same F features for any cluster, so one shared policy serves any number of nodes
+              and services. Row layout (``OBS_FEATURES``): this node's cell of the service (warm and booting replicas,
+              backlog, load over capacity, latency over SLO, violation and drop shares, room to add), the service cluster-wide
               (replicas over max, load over capacity, SLO, cold-start time, work, cold starts now), this node
               (utilization, tier, on, slowdown, added network latency, relative price, memory used, offload level),
               and the reward weights in force (``REWARD_COMPONENTS``).
@@ -49,7 +48,7 @@ import gymnasium
 import numpy as np
 from pettingzoo import ParallelEnv
 
-from simulators.cluster import NODE_FAILED, NODE_ON, NODE_STATE_NAMES, TIERS, Cluster
+from simulators.cluster import NODE_FAILED, NODE_OFF, NODE_ON, NODE_STATE_NAMES, TIERS, Cluster
 from simulators.rewards import REWARD_COMPONENTS, RewardWeights, combine, reward_terms
 from simulators.scenarios import Scenario, compile_scenario, load_scenario
 
@@ -319,7 +318,7 @@ class Observer:
             (1 << HOLD) + ((has & (svc_replicas > c.min_replicas)) << DOWN) + ((has & can_add) << UP) + ((~has & can_add) << PREWARM)
         )
         codes[:, -2] = 1 + on * 0b1110
-        codes[:, -1] = (1 << POWER_HOLD) + ((on & ~has.any(axis=1)) << SLEEP) + (c.asleep << WAKE)
+        codes[:, -1] = (1 << POWER_HOLD) + ((on & ~has.any(axis=1)) << SLEEP) + ((c.asleep & (c.state == NODE_OFF)) << WAKE)
         self.mask[:] = _MASK_TABLE[codes].reshape(self.n_nodes, -1)
 
     def translate(self, c: Cluster, actions: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None, np.ndarray]:
