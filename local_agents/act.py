@@ -20,6 +20,7 @@ training). One extra batched forward pass per node that acted.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -33,7 +34,7 @@ import numpy as np
 
 from simulators.env import N_FEATURES, OBS_FEATURES, SCALE_CHOICES
 from simulators.errors import InputError
-from simulators.rewards import REWARD_COMPONENTS, RewardWeights
+from simulators.rewards import PRESSURE_PARTS, REWARD_COMPONENTS, RewardWeights
 
 POLICY_FORMAT = "ama-marl-policy/2"
 READABLE_FORMATS = ("ama-marl-policy/1", POLICY_FORMAT)
@@ -49,7 +50,7 @@ ARRAYS = ("w1", "b1", "w2", "b2", "w_scale", "b_scale", "w_offload", "b_offload"
 WEIGHT_COLUMNS = slice(OBS_FEATURES.index(f"w_{REWARD_COMPONENTS[0]}"), N_FEATURES)
 """Where the reward weights are in an observation row (the last features)."""
 _NEVER = -1.0e4
-"""The logit of a choice a format-1 policy never makes: Gumbel noise (at most ~28 here) cannot lift it over 0."""
+"""The logit of a power choice a format-1 policy never makes (the power row is taken greedily: hold always wins)."""
 
 FEATURE_WORDS = {
     "cell_warm": "warm replicas here", "cell_booting": "replicas booting here", "cell_backlog": "backlog here",
@@ -282,7 +283,7 @@ def _fuse(policy: Policy) -> _Fused:
     on_max[h] = np.concatenate([policy.b_scale, policy.b_offload])
     on_pressures = policy.w_power[f:]  # (2, 4)
     w_power_raw = np.zeros((f + 1, SCALE_CHOICES + 3), np.float32)
-    w_power_raw[:f, :SCALE_CHOICES], w_power_raw[:f, SCALE_CHOICES:] = policy.w_power[:f], PRESSURE_PARTS
+    w_power_raw[:f, :SCALE_CHOICES], w_power_raw[:f, SCALE_CHOICES:] = policy.w_power[:f], PRESSURE_SUMS
     w_power_raw[f, :SCALE_CHOICES] = policy.b_power + PRESSURE_SHIFT @ on_pressures
     return _Fused(w1, w2, w_row, on_sum, on_max, w_power_raw, (PRESSURE_LOGS @ on_pressures).astype(np.float32), {})
 
@@ -291,9 +292,9 @@ def _pressure_maps() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``log_pressures`` as matrices: observation row (F) -> its weights' parts [energy, sla + latency, cost + energy +
     utilization] (F, 3); log parts -> [log energy, log service] pressure (3, 2); and the shift that makes both 0 at
     the default weights (the same ratios as ``simulators.rewards.pressures``, which the tests hold them to)."""
-    parts = np.zeros((N_FEATURES, 3), np.float32)
+    parts = np.zeros((N_FEATURES, len(PRESSURE_PARTS)), np.float32)
     column = {name: WEIGHT_COLUMNS.start + k for k, name in enumerate(REWARD_COMPONENTS)}
-    for part, names in enumerate((("energy",), ("sla", "latency"), ("cost", "energy", "utilization"))):
+    for part, names in enumerate(PRESSURE_PARTS):
         for name in names:
             parts[column[name], part] = 1.0
     logs = np.array([[1.0, 0.0], [-1.0, 1.0], [0.0, -1.0]], np.float32)
@@ -302,21 +303,24 @@ def _pressure_maps() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return parts, logs, -(np.log(default_row @ parts) @ logs)
 
 
-PRESSURE_PARTS, PRESSURE_LOGS, PRESSURE_SHIFT = _pressure_maps()
+PRESSURE_SUMS, PRESSURE_LOGS, PRESSURE_SHIFT = _pressure_maps()
 
 
 def log_pressures(rows: Any) -> Any:
     """Raw observation rows (..., F), numpy or torch -> (..., 2): the logarithms of the weights' energy and service
     pressures (``simulators.rewards.pressures``; 0 at the default weights): the power head's weight inputs."""
     if isinstance(rows, np.ndarray):
-        return np.log(np.maximum(rows @ PRESSURE_PARTS, 1e-6)) @ PRESSURE_LOGS + PRESSURE_SHIFT
+        return np.log(np.maximum(rows @ PRESSURE_SUMS, 1e-6)) @ PRESSURE_LOGS + PRESSURE_SHIFT
+    sums, logs, shift = _pressure_tensors(rows.device)
+    return (rows @ sums).clamp(min=1e-6).log() @ logs + shift
+
+
+@functools.cache
+def _pressure_tensors(device: Any) -> tuple[Any, ...]:
+    """``log_pressures``' matrices as torch tensors on ``device``, made once (the trainer's actor calls it every tick)."""
     import torch
 
-    as_tensor = {
-        k: torch.as_tensor(v, device=rows.device)
-        for k, v in (("parts", PRESSURE_PARTS), ("logs", PRESSURE_LOGS), ("shift", PRESSURE_SHIFT))
-    }
-    return torch.log((rows @ as_tensor["parts"]).clamp(min=1e-6)) @ as_tensor["logs"] + as_tensor["shift"]
+    return tuple(torch.as_tensor(m, device=device) for m in (PRESSURE_SUMS, PRESSURE_LOGS, PRESSURE_SHIFT))
 
 
 # ---------------------------------------------------------------------------------------------- files

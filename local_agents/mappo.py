@@ -310,9 +310,8 @@ class Slot:
 
 def learning_dims(heads: tuple[str, ...], dims: int) -> list[int]:
     """The action dimensions (S scale rows, then offload, then power) whose choices the learning heads make."""
-    if not heads:
-        return list(range(dims))
-    return [d for d in range(dims) if HEADS[min(max(d - (dims - 3), 0), 2)] in heads]
+    made_by = ["scale"] * (dims - 2) + ["offload", "power"]
+    return [d for d, head in enumerate(made_by) if not heads or head in heads]
 
 
 def selection_rank(row: dict[str, Any]) -> tuple[bool, float]:
@@ -353,8 +352,9 @@ class Trainer:
             self.actor.load_arrays({k: getattr(start, k) for k in ARRAYS if k != "reference" and not (format_1 and "power" in k)})
         self.actor.to(self.device)
         self.learning = self.actor.head_parameters(s.train_heads)
+        learning = {id(parameter) for parameter in self.learning}
         for parameter in self.actor.parameters():
-            parameter.requires_grad_(any(parameter is q for q in self.learning))
+            parameter.requires_grad_(id(parameter) in learning)
         self.optimizer = torch.optim.Adam([*self.learning, *self.critic.parameters()], lr=s.learning_rate, eps=1e-5)
         self.value_norm = ValueNorm()
         self.obs_sum, self.obs_count = np.zeros(N_FEATURES), 0
@@ -525,11 +525,12 @@ class Trainer:
                     dist = masked_distribution(logits, t["mask"][idx].view(logits.shape))
                     logp_dims = dist.log_prob(t["actions"][idx])
                     logp = logp_dims.sum(-1)
-                    entropy = dist.entropy()[..., learning_dims(s.train_heads, logits.shape[-2])].sum(-1).mean()
+                    learned = learning_dims(s.train_heads, logits.shape[-2])
+                    entropy = dist.entropy()[..., learned].sum(-1).mean()
                     ratio = torch.exp(logp - t["logp"][idx])
                     adv = t["adv"][idx]
                     if imitation:  # behaviour cloning: the teacher's moves on the learning heads are the targets
-                        policy_loss = -logp_dims[..., learning_dims(s.train_heads, logits.shape[-2])].sum(-1).mean()
+                        policy_loss = -logp_dims[..., learned].sum(-1).mean()
                         ratio = torch.ones_like(logp)
                     else:
                         policy_loss = -torch.min(ratio * adv, ratio.clamp(1 - s.clip, 1 + s.clip) * adv).mean()

@@ -55,13 +55,18 @@ def degradation(obs: np.ndarray) -> np.ndarray:
     return (added_ms / 10.0 ** (obs[..., _F["svc_slo"]] * 4.0)).max(axis=1)
 
 
+def observed_weights(obs: np.ndarray) -> RewardWeights:
+    """The reward weights in force, as every observation row carries them."""
+    return RewardWeights.from_array(obs[0, 0, _W0:].astype(np.float64))
+
+
 def target_utilization(weights: RewardWeights, settings: NodeRuleSettings) -> float:
     return float(np.clip(settings.target_utilization / np.sqrt(service_pressure(weights)), 0.3, 0.95))
 
 
 def node_rule_actions(obs: np.ndarray, codes: np.ndarray, rng: np.random.Generator, settings: NodeRuleSettings) -> np.ndarray:
     """Observations (N, S, F) and mask codes (N, S+2) -> actions (N, S+2); never a masked choice."""
-    weights = RewardWeights.from_array(obs[0, 0, _W0:].astype(np.float64))
+    weights = observed_weights(obs)
     target = target_utilization(weights, settings)
     warm, booting = obs[..., _F["cell_warm"]] * 8.0, obs[..., _F["cell_booting"]] * 8.0
     load, backlog = obs[..., _F["cell_load"]], obs[..., _F["cell_backlog"]]
@@ -78,7 +83,8 @@ def node_rule_actions(obs: np.ndarray, codes: np.ndarray, rng: np.random.Generat
     scale = np.where(up, UP, np.where(down, DOWN, np.where(prewarm, PREWARM, HOLD)))
     allowed = ((codes[:, :-2] >> scale) & 1).astype(bool)
     busiest = svc_load.max(axis=1)
-    power = np.where((busiest < target) & (energy_pressure(weights) >= settings.sleep_pressure - 1e-9), SLEEP, POWER_HOLD)
+    sleepy = energy_pressure(weights) >= settings.sleep_pressure - 1e-9  # doubling the weight gives 1.9999999999999998
+    power = np.where((busiest < target) & sleepy, SLEEP, POWER_HOLD)
     power = np.where(busiest > target + settings.prewarm_margin, WAKE, power)
     actions = np.zeros((obs.shape[0], obs.shape[1] + 2), np.int64)
     actions[:, :-2] = np.where(allowed, scale, HOLD)
@@ -123,7 +129,7 @@ def power_reasons(
     thresholds the weights set (the MARL controller adds the features that drove its policy)."""
     if power is None:
         return []
-    weights = RewardWeights.from_array(obs[0, 0, _W0:].astype(np.float64))
+    weights = observed_weights(obs)
     busiest = obs[..., _F["svc_load"]].max(axis=1)
     found = []
     for node in np.flatnonzero(power != POWER_HOLD):

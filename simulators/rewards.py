@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -76,18 +76,24 @@ class RewardWeights:
 assert [f.name for f in fields(RewardWeights)] == list(REWARD_COMPONENTS)
 
 
-def pressures(weights: Any) -> tuple[Any, Any]:
-    """Weights as arrays (..., 6) in ``REWARD_COMPONENTS`` order (numpy or torch) -> (energy pressure, service
-    pressure), each relative to the default weights (1.0 at the defaults). Energy pressure: energy over quality (sla +
-    latency); tripling the energy weight makes it 3. Service pressure: quality over thrift (cost + energy +
-    utilization). Read by the controllers that map weights onto their knobs (local_agents.controllers) and by the
-    node agents' power head (local_agents.act, mappo), which reads their logarithms."""
-    latency, sla, utilization, energy, cost = (weights[..., k] for k in range(5))
-    default = RewardWeights()
-    quality = sla + latency
-    energy_ref = default.energy / (default.sla + default.latency)
-    service_ref = (default.sla + default.latency) / (default.cost + default.energy + default.utilization)
-    return energy / quality.clip(min=1e-6) / energy_ref, quality / (cost + energy + utilization).clip(min=1e-6) / service_ref
+PRESSURE_PARTS: tuple[tuple[str, ...], ...] = (("energy",), ("sla", "latency"), ("cost", "energy", "utilization"))
+"""The sums of weights the pressures are ratios of: energy, quality, thrift (``pressures``; local_agents.act builds
+the policy's power-head inputs from the same sums)."""
+
+
+def pressures(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weights (..., 6) in ``REWARD_COMPONENTS`` order -> (energy pressure, service pressure), each relative to the
+    default weights (1.0 at the defaults). Energy pressure: energy over quality (sla + latency); tripling the energy
+    weight makes it 3. Service pressure: quality over thrift (cost + energy + utilization). Read by the controllers
+    that map weights onto their knobs (local_agents.controllers)."""
+    energy, quality, thrift = _part_sums(weights)
+    energy_0, quality_0, thrift_0 = _part_sums(RewardWeights().as_array())
+    return energy / np.maximum(quality, 1e-6) / (energy_0 / quality_0), quality / np.maximum(thrift, 1e-6) / (quality_0 / thrift_0)
+
+
+def _part_sums(weights: np.ndarray) -> tuple[np.ndarray, ...]:
+    index = {name: k for k, name in enumerate(REWARD_COMPONENTS)}
+    return tuple(sum(weights[..., index[name]] for name in names) for names in PRESSURE_PARTS)
 
 
 def sample_weights(rng: np.random.Generator, center: RewardWeights | None = None, concentration: float = 20.0) -> RewardWeights:

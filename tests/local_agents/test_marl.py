@@ -20,6 +20,7 @@ from local_agents.marl import MarlController
 from local_agents.registry import make_controller
 from simulators.cluster import NODE_BOOTING
 from simulators.env import N_FEATURES, OBS_FEATURES, ClusterEnv, parallel_env
+from simulators.errors import ConfigError
 from simulators.rewards import RewardWeights, combine
 from simulators.scenarios import SCENARIO_DIR, load_scenario, traces_dir
 
@@ -309,10 +310,12 @@ def test_a_format_1_policy_loads_and_never_sleeps_a_node(tmp_path: Path) -> None
     header = json.loads(str(arrays.pop("header")))
     header["format"] = "ama-marl-policy/1"
     np.savez(old := tmp_path / "old.npz", header=np.array(json.dumps(header)), **arrays)
-    policy = load_policy(old)
+    policy, current = load_policy(old), load_policy()
     obs = np.random.default_rng(0).uniform(0, 1, size=(64, 2, N_FEATURES)).astype(np.float32)
-    mask = np.ones((64, 4 * 4), np.int8)
-    rng = np.random.default_rng(0)
+    logits, reference = policy.logits(obs), current.logits(obs)
+    np.testing.assert_allclose(logits[:, :-1], reference[:, :-1], rtol=1e-5, atol=1e-5)  # scale and offload: the same
+    assert (logits[:, -1, 0] - logits[:, -1, 1:].max(axis=-1) > 1000).all()  # power: hold, by a margin nothing bridges
+    mask, rng = np.ones((64, 4 * 4), np.int8), np.random.default_rng(0)
     assert all((policy.act(obs, mask, rng)[:, -1] == 0).all() for _ in range(50))
 
 
@@ -329,7 +332,7 @@ def test_training_one_head_leaves_the_others_as_they_were(tmp_path: Path) -> Non
     for name in ("w1", "b1", "w2", "b2", "w_scale", "b_scale", "w_offload", "b_offload"):
         np.testing.assert_array_equal(getattr(trained, name), getattr(start, name), err_msg=name)
     assert not np.array_equal(trained.w_power, start.w_power)
-    with pytest.raises(Exception, match="unknown actor heads: brain"):
+    with pytest.raises(ConfigError, match="unknown actor heads: brain"):
         Trainer(TrainSettings(out=tmp_path / "x", train_heads=("brain",), scenarios=settings.scenarios))
 
 

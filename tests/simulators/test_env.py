@@ -85,6 +85,7 @@ def test_masked_actions_are_never_taken() -> None:
     env = small_env(max_ticks=200)
     _, masks = env.reset_arrays(seed=2)
     rng = np.random.default_rng(1)
+    slept_and_woke = np.zeros(2, np.int64)
     for _ in range(150):
         before = env.cluster.replicas().copy()
         min_total = env.cluster.min_replicas.copy()
@@ -106,6 +107,7 @@ def test_masked_actions_are_never_taken() -> None:
         assert np.all(asleep_before[woke]) and not env.cluster.asleep[woke].any()
         unchanged = ~power_allowed & (env.cluster.state != NODE_FAILED)
         assert np.all(env.cluster.asleep[unchanged] == asleep_before[unchanged])
+        slept_and_woke += slept.sum(), woke.sum()
         # a masked choice is taken as hold: no replica change beyond events (failures empty a node entirely)
         failed = env.cluster.state == 3
         assert np.all(change[~allowed & ~failed[:, None]] == 0)
@@ -114,6 +116,7 @@ def test_masked_actions_are_never_taken() -> None:
         assert np.all(before[(scale == UP) & allowed] > 0)
         assert np.all(env.cluster.replicas().sum(0) >= np.minimum(min_total, before.sum(0)))
         assert np.all(after[(scale == DOWN) & allowed] <= before[(scale == DOWN) & allowed])
+    assert (slept_and_woke > 0).all()  # the power checks above did run
 
 
 def test_invalid_render_mode_and_weights_are_rejected() -> None:
