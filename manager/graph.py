@@ -24,7 +24,7 @@ from typing import Any, TypedDict
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import interrupt
+from langgraph.types import Command, interrupt
 
 from manager.guard import WeightBounds, guard
 from manager.planners import Planner, RulePlanner
@@ -96,14 +96,19 @@ NODE_NAMES = ("observe", "detect", "diagnose", "plan", "guard", "apply", "propos
 
 def wire(nodes: dict[str, Callable[[ManagerState], dict[str, Any]]]) -> StateGraph:
     """The graph's shape around the given node functions (one per ``NODE_NAMES``); manager.bench also wires no-op
-    nodes into it, to measure what LangGraph itself costs per run."""
+    nodes into it, to measure what LangGraph itself costs per run. The two forks (after ``detect``: an incident or
+    nothing; after ``apply``: proposals for the gate or straight to ``record``) are routed by the node itself with a
+    ``Command``, which costs LangGraph less per run than a conditional edge's separate routing step."""
     graph = StateGraph(ManagerState)
     for name in NODE_NAMES:
-        graph.add_node(name, nodes[name])
+        if name in ROUTES:
+            route, destinations = ROUTES[name]
+            graph.add_node(name, _routed(nodes[name], route), destinations=destinations)
+        else:
+            graph.add_node(name, nodes[name])
     graph.add_edge(START, "observe")
-    graph.add_edge("observe", "detect")
-    graph.add_conditional_edges("detect", lambda s: "diagnose" if s.get("anomalies") else END, ["diagnose", END])
     for a, b in (
+        ("observe", "detect"),
         ("diagnose", "plan"),
         ("plan", "guard"),
         ("guard", "apply"),
@@ -112,9 +117,31 @@ def wire(nodes: dict[str, Callable[[ManagerState], dict[str, Any]]]) -> StateGra
         ("apply_approved", "record"),
     ):
         graph.add_edge(a, b)
-    graph.add_conditional_edges("apply", lambda s: "propose" if s["plan"].get("high_risk") else "record", ["propose", "record"])
     graph.add_edge("record", END)
     return graph
+
+
+def _after_detect(state: ManagerState, update: dict[str, Any]) -> str:
+    return "diagnose" if update.get("anomalies", state.get("anomalies")) else END
+
+
+def _after_apply(state: ManagerState, update: dict[str, Any]) -> str:
+    return "propose" if (state.get("plan") or {}).get("high_risk") else "record"
+
+
+ROUTES: dict[str, tuple[Callable[[ManagerState, dict[str, Any]], str], tuple[str, ...]]] = {
+    "detect": (_after_detect, ("diagnose", END)),
+    "apply": (_after_apply, ("propose", "record")),
+}
+"""Node -> (where it goes next, given the state it read and the update it made; every place it can go)."""
+
+
+def _routed(node: Callable[[ManagerState], dict[str, Any]], route: Callable[[ManagerState, dict[str, Any]], str]) -> Any:
+    def run(state: ManagerState) -> Command:
+        update = node(state)
+        return Command(update=update, goto=route(state, update))
+
+    return run
 
 
 def checkpointer(target: str | Path) -> Any:

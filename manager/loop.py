@@ -186,9 +186,8 @@ class Runtime:
         config = {"configurable": {"thread_id": incident}}
         result = self.graph.invoke(state, config, durability=DURABILITY)
         self.events.append(f"t={snapshot.time_s:.0f}s incident {incident}: {result.get('diagnosis', {}).get('summary', '')[:160]}")
-        paused = self.graph.get_state(config)
-        if paused.next == ("gate",):
-            ids = sorted(paused.values.get("proposed", {}))
+        if result.get("__interrupt__"):  # paused at the gate (the only node that interrupts)
+            ids = sorted(result.get("proposed", {}))
             self.waiting[incident] = (ids, snapshot.time_s + self.settings.approval_timeout_s)
             self.events.append(f"t={snapshot.time_s:.0f}s incident {incident}: waiting for an operator on {', '.join(ids)}")
             if self.settings.auto_approve:
