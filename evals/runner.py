@@ -53,9 +53,12 @@ def plan_suite(
     files: Sequence[Path] | None = None,
     duration_s: float | None = None,
     placement: str = "least-loaded",
+    first_seed: int = 0,
 ) -> SuitePlan:
     """Validate the suite's scenarios and list the runs: each controller on each valid scenario, seeds
-    ``scenario.seed + k`` for k < ``seeds``, so every controller sees the same arrivals."""
+    ``scenario.seed + k`` for ``first_seed <= k < first_seed + seeds``, so every controller sees the same arrivals
+    (a ``first_seed`` away from 0, e.g. local_agents.mappo.VALIDATION_SEED_OFFSET, selects among candidates on seeds
+    the reported test runs never use)."""
     paths = list(files) if files is not None else scenario_files(suite)
     if not paths:
         raise InputError(f"suite {suite!r} has no scenarios (scenario files list their suites under 'suites:')")
@@ -68,7 +71,7 @@ def plan_suite(
             continue
         scenarios.append({"name": scenario.name, "file": str(path), "error": None, "threshold": recovery_threshold(scenario.spec.expect)})
         for controller in controllers:
-            for k in range(seeds):
+            for k in range(first_seed, first_seed + seeds):
                 tasks.append(RunTask(str(path), controller, scenario.spec.seed + k, str(out_dir), placement, duration_s))
     return SuitePlan(scenarios, tasks)
 
@@ -179,6 +182,7 @@ def run_suite(
     jobs: int = 1,
     command: str = "",
     progress: Callable[[dict[str, Any]], None] | None = None,
+    first_seed: int = 0,
 ) -> dict[str, Any]:
     """Run every task (``jobs`` worker processes; 1 runs them here), write results.json and return it."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -202,7 +206,7 @@ def run_suite(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
         "controllers": list(controllers),
-        "seeds": list(range(seeds)),
+        "seeds": list(range(first_seed, first_seed + seeds)),
         "seed_rule": "each scenario runs at its own seed + k for every k in seeds",
         "scenarios": plan.scenarios,
         "runs": records,

@@ -407,7 +407,13 @@ def eval_suite(
     controllers: Annotated[
         str, typer.Option(help=f"Comma-separated controllers: {', '.join(controller_names())}; add +rule or +llm for the manager on top.")
     ] = "hpa,kpa",
-    seeds: Annotated[int, typer.Option(min=1, help="Seeds per scenario (each scenario's own seed + 0 .. N-1).")] = 1,
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per scenario (each scenario's own seed + K .. K+N-1).")] = 1,
+    first_seed: Annotated[
+        int,
+        typer.Option(
+            min=0, help="K above: 0 for the reported test seeds; e.g. 500 (the trainer's validation seeds) to choose among policies."
+        ),
+    ] = 0,
     out: Annotated[Path, typer.Option(help="Output folder for results.json, report.md and plots.")] = Path("out/eval"),
     jobs: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
     scenario: Annotated[
@@ -428,7 +434,16 @@ def eval_suite(
             make_controller(local, placement=placement)
             if manager_name not in ("", "rule", "llm"):
                 raise ConfigError(f"unknown manager {manager_name!r} in {name!r}; use CONTROLLER+rule or CONTROLLER+llm")
-        plan = plan_suite(None if scenario else suite, names, seeds, out, files=scenario, duration_s=duration_s, placement=placement)
+        plan = plan_suite(
+            None if scenario else suite,
+            names,
+            seeds,
+            out,
+            files=scenario,
+            duration_s=duration_s,
+            placement=placement,
+            first_seed=first_seed,
+        )
     except InputError as exc:
         fail(str(exc))
     for bad in (s for s in plan.scenarios if s["error"]):
@@ -447,7 +462,7 @@ def eval_suite(
                     soft_wrap=True,
                 )
 
-        results = run_suite(plan, out, suite, names, seeds, jobs=jobs, command=command, progress=advance)
+        results = run_suite(plan, out, suite, names, seeds, jobs=jobs, command=command, progress=advance, first_seed=first_seed)
     report = write_report(out)
     failed = [r for r in results["runs"] if r["status"] != "ok"]
     invalid = [s for s in plan.scenarios if s["error"]]

@@ -124,3 +124,16 @@ def test_a_controller_with_the_manager_on_top_is_evaluated_with_manager_metrics(
     assert stats["anomalies_injected"] == 1 and stats["anomalies_detected"] == 1 and stats["time_to_detect_s"] <= 10
     assert stats["weight_changes"] >= 1
     assert managed["metrics"]["sla_violation_rate"] < plain["metrics"]["sla_violation_rate"]  # the manager helps here
+
+
+def test_first_seed_moves_every_run_to_seeds_the_test_runs_never_use(tmp_path: Path) -> None:
+    file = REPO / "evals/scenarios/traffic-spike-small.yaml"
+    own = load_scenario(file).spec.seed
+    test_plan = plan_suite(None, ["hpa"], 2, tmp_path, files=[file], duration_s=120)
+    validation = plan_suite(None, ["hpa"], 2, tmp_path, files=[file], duration_s=120, first_seed=500)
+    assert [t.seed for t in test_plan.tasks] == [own, own + 1]
+    assert [t.seed for t in validation.tasks] == [own + 500, own + 501]
+    results = run_suite(validation, tmp_path, "custom", ["hpa"], 2, jobs=1, first_seed=500)
+    assert results["seeds"] == [500, 501] and [r["seed"] for r in results["runs"]] == [own + 500, own + 501]
+    latency = [r["metrics"]["p99_latency_ms"] for r in results["runs"]]
+    assert latency[0] != latency[1]  # different seeds, different arrivals
