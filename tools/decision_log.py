@@ -8,7 +8,9 @@ caller's loop, and on ``close``) inserts it in one transaction. If the database 
 read-only, server stopped) the flush fails, the rows stay buffered, the outage is reported once through
 ``on_event``, and later flushes retry with backoff until the database is back; then everything buffered is written.
 Row ids are made by the writer (``<run>-<sequence>``), so a batch retried after an ambiguous failure is never
-written twice.
+written twice. A writer numbers the rows of a run it started from 1; the first time it writes to a run another writer
+started (a restarted runtime finishing an incident of the run it paused in), it continues after that run's highest
+sequence in the database, so the two never make the same id (an insert with an id already there is skipped).
 
 Decision status: ``proposed -> approved | rejected``, ``approved -> applied | failed``, ``proposed -> expired``;
 low-risk actions are recorded directly as ``applied`` or ``failed``.
@@ -30,7 +32,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Index, event, func, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Field, Session, SQLModel, create_engine, select
+from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
 from simulators.errors import ConfigError, InputError, TransientError
 
@@ -222,7 +224,8 @@ class DecisionLog:
         self.clock = clock
         self.engine = make_engine(self.url)
         self._buffer = _Buffer()
-        self._sequence = 0
+        self._sequences: dict[str, int] = {}
+        """run id -> the last sequence this writer gave a decision row of that run."""
         self._stored_time = Decision.__table__.c.created_at.type._cached_bind_processor(self.engine.dialect) or (lambda value: value)  # type: ignore[attr-defined]
         self._now_at, self._now_value = -1.0, self._stored_time(utcnow())
         self._last_flush = clock()
@@ -248,6 +251,7 @@ class DecisionLog:
     # ------------------------------------------------------------------------------------------ writing
     def start_run(self, scenario: str, controller: str, manager: str = "off", seed: int = 0, settings: dict[str, Any] | None = None) -> str:
         run_id = uuid.uuid4().hex[:12]
+        self._sequences[run_id] = 0
         row = {"id": run_id, "scenario": scenario, "controller": controller, "manager": manager, "seed": seed, "started_at": utcnow()}
         row["settings_json"] = json.dumps(settings or {})
         with self._lock:
@@ -288,8 +292,7 @@ class DecisionLog:
             raise InputError(f"unknown decision status {status!r}; one of {', '.join(STATUSES)}")
         if risk not in RISKS:
             raise InputError(f"unknown risk {risk!r}; one of {', '.join(RISKS)}")
-        self._sequence += 1
-        decision_id = f"{run_id}-{self._sequence:09d}"
+        decision_id = self._next_id(run_id)
         now = self._now()
         row = (  # DECISION_COLUMNS order
             decision_id,
@@ -341,6 +344,26 @@ class DecisionLog:
         with self._lock:
             self._buffer.samples.append(row)
         self.maybe_flush()
+
+    def _next_id(self, run_id: str) -> str:
+        sequence = self._sequences.get(run_id)
+        if sequence is None:  # a run this writer did not start: after what its other writers wrote
+            sequence = self._last_sequence(run_id)
+        self._sequences[run_id] = sequence + 1
+        return f"{run_id}-{sequence + 1:09d}"
+
+    def _last_sequence(self, run_id: str) -> int:
+        """The highest ``<run>-<sequence>`` id of the run in the database (0 for none; the chat's own ids are not
+        numbered). TransientError when the database cannot say: a guessed id that is taken would lose the row."""
+        numbered = col(Decision.id).like(f"{run_id}-" + "_" * 9)
+        try:
+            with Session(self.engine) as session:
+                last = session.exec(select(func.max(Decision.id)).where(Decision.run_id == run_id, numbered)).one()
+        except SQLAlchemyError as exc:
+            raise TransientError(
+                f"decision log at {self._safe_url()} is not reachable to number run {run_id}'s rows: {_first_line(exc)}"
+            ) from None
+        return int(last.rsplit("-", 1)[1]) if last else 0
 
     def _now(self) -> Any:
         """utcnow as the database stores it, reused within a millisecond (converting a datetime per row would cost

@@ -634,3 +634,22 @@ def test_bench_log_runs_and_prints_json(db_url: str) -> None:
             assert reader.count(Decision) == 0 and reader.count(Run) == 0  # the bench removed its rows
         finally:
             reader.close()
+
+
+def test_a_second_writer_continues_a_runs_numbering(db_url: str, make_log: MakeLog) -> None:
+    """A restarted runtime finishes an incident of the run it paused in: its rows join that run after the first
+    writer's, none is skipped as a duplicate id, and the chat's own ids do not count."""
+    first = make_log(db_url)
+    run = first.start_run("s", "marl", manager="rule")
+    ids = [first.record(run, k, float(k), "manager", "note", f"first writer {k}") for k in range(3)]
+    first.flush(force=True)
+    second = make_log(db_url)
+    later = [second.record(run, 10 + k, 10.0 + k, "manager", "note", f"second writer {k}") for k in range(2)]
+    other = second.record("another-run", 0, 0.0, "manager", "note", "a run nobody started here")
+    second.flush(force=True)
+    assert ids == [f"{run}-{k:09d}" for k in (1, 2, 3)] and later == [f"{run}-{k:09d}" for k in (4, 5)]
+    assert other == "another-run-000000001"
+    explanations = [d.explanation for d in sorted(second.decisions(run_id=run), key=lambda d: d.id)]
+    assert explanations == ["first writer 0", "first writer 1", "first writer 2", "second writer 0", "second writer 1"]
+    third = make_log(db_url)
+    assert third.record(run, 20, 20.0, "manager", "note", "third") == f"{run}-000000006"
