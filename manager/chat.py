@@ -385,8 +385,9 @@ def insert_proposal(
     log: DecisionLog, run_id: str, tick: int, time_s: float, explanation: str, weights: dict[str, float], duration: float,
     current: RewardWeights,
 ) -> str:  # fmt: skip
-    """Write the proposed decision at once, with an id of its own: ``DecisionLog.record`` numbers rows per writer, so
-    the console's writer would collide with the runtime's ids in the same run (and the insert would be skipped)."""
+    """Write the proposed decision at once, with an id of its own: the live runtime numbers its run's rows in memory
+    (``DecisionLog.record``), so a numbered id the console took could be taken again by the runtime's next row, and
+    that insert would be skipped."""
     incident = f"chat-{uuid.uuid4().hex[:10]}"
     decision_id = f"{run_id}-{incident}"
     row = Decision(
