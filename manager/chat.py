@@ -82,7 +82,7 @@ _WORD_DURATION = re.compile(r"\b(half an?|an?|one|next|the next)\s+(second|minut
 _WALL_TIME = re.compile(r"\b([01]?\d|2[0-3]):([0-5]\d)\b")
 _SIM_TIME = re.compile(r"\bt\s*=\s*(\d+(?:\.\d+)?)\s*s?\b|\b(\d+(?:\.\d+)?)\s*(?:s|secs?|seconds)\b", re.IGNORECASE)
 _NODE_LIKE = re.compile(r"(?<![\w-])([a-z][a-z0-9_]*-\d+)(?![\w-])", re.IGNORECASE)
-_DECISION_ID = re.compile(r"\b([0-9a-f]{12}-(?:\d{9}|chat-[0-9a-f]{10}))\b")
+_DECISION_ID = re.compile(r"\b([0-9a-f]{12}-(?:\d{9}|w[0-9a-f]{8}-\d{9}|chat-[0-9a-f]{10}))\b")
 _ACTION_WORDS: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
     (re.compile(r"\bscal(?:e|ed|es|ing)[ _-]?(?:up|out)\b", re.I), ("scale_up", "place", "scale", "prewarm")),
     (re.compile(r"\bscal(?:e|ed|es|ing)[ _-]?(?:down|in)\b", re.I), ("scale_down", "remove", "scale")),
@@ -385,9 +385,7 @@ def insert_proposal(
     log: DecisionLog, run_id: str, tick: int, time_s: float, explanation: str, weights: dict[str, float], duration: float,
     current: RewardWeights,
 ) -> str:  # fmt: skip
-    """Write the proposed decision at once, with an id of its own: the live runtime numbers its run's rows in memory
-    (``DecisionLog.record``), so a numbered id the console took could be taken again by the runtime's next row, and
-    that insert would be skipped."""
+    """Write the proposed decision at once (``DecisionLog.record`` buffers), with an id that names the chat request."""
     incident = f"chat-{uuid.uuid4().hex[:10]}"
     decision_id = f"{run_id}-{incident}"
     row = Decision(

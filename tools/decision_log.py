@@ -7,10 +7,10 @@ Writes are batched: ``record`` and ``sample`` only append to an in-memory buffer
 caller's loop, and on ``close``) inserts it in one transaction. If the database goes away (file removed or made
 read-only, server stopped) the flush fails, the rows stay buffered, the outage is reported once through
 ``on_event``, and later flushes retry with backoff until the database is back; then everything buffered is written.
-Row ids are made by the writer (``<run>-<sequence>``), so a batch retried after an ambiguous failure is never
-written twice. A writer numbers the rows of a run it started from 1; the first time it writes to a run another writer
-started (a restarted runtime finishing an incident of the run it paused in), it continues after that run's highest
-sequence in the database, so the two never make the same id (an insert with an id already there is skipped).
+Row ids are made by the writer, so a batch retried after an ambiguous failure is never written twice (an insert
+with an id already there is skipped): ``<run>-<sequence>`` in a run the writer started, ``<run>-w<writer>-<sequence>``
+in a run another writer started (a restarted runtime finishing an incident of the run it paused in, while that run's
+runtime may still be writing), so two writers never make the same id.
 
 Decision status: ``proposed -> approved | rejected``, ``approved -> applied | failed``, ``proposed -> expired``;
 low-risk actions are recorded directly as ``applied`` or ``failed``.
@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Index, event, func, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Field, Session, SQLModel, col, create_engine, select
+from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from simulators.errors import ConfigError, InputError, TransientError
 
@@ -226,6 +226,10 @@ class DecisionLog:
         self._buffer = _Buffer()
         self._sequences: dict[str, int] = {}
         """run id -> the last sequence this writer gave a decision row of that run."""
+        self._own_runs: set[str] = set()
+        """The runs this writer started (their rows are numbered ``<run>-<sequence>``)."""
+        self._writer_name = uuid.uuid4().hex[:8]
+        """Names this writer in the ids of rows it writes to runs it did not start."""
         self._stored_time = Decision.__table__.c.created_at.type._cached_bind_processor(self.engine.dialect) or (lambda value: value)  # type: ignore[attr-defined]
         self._now_at, self._now_value = -1.0, self._stored_time(utcnow())
         self._last_flush = clock()
@@ -251,7 +255,7 @@ class DecisionLog:
     # ------------------------------------------------------------------------------------------ writing
     def start_run(self, scenario: str, controller: str, manager: str = "off", seed: int = 0, settings: dict[str, Any] | None = None) -> str:
         run_id = uuid.uuid4().hex[:12]
-        self._sequences[run_id] = 0
+        self._own_runs.add(run_id)
         row = {"id": run_id, "scenario": scenario, "controller": controller, "manager": manager, "seed": seed, "started_at": utcnow()}
         row["settings_json"] = json.dumps(settings or {})
         with self._lock:
@@ -346,24 +350,11 @@ class DecisionLog:
         self.maybe_flush()
 
     def _next_id(self, run_id: str) -> str:
-        sequence = self._sequences.get(run_id)
-        if sequence is None:  # a run this writer did not start: after what its other writers wrote
-            sequence = self._last_sequence(run_id)
-        self._sequences[run_id] = sequence + 1
-        return f"{run_id}-{sequence + 1:09d}"
-
-    def _last_sequence(self, run_id: str) -> int:
-        """The highest ``<run>-<sequence>`` id of the run in the database (0 for none; the chat's own ids are not
-        numbered). TransientError when the database cannot say: a guessed id that is taken would lose the row."""
-        numbered = col(Decision.id).like(f"{run_id}-" + "_" * 9)
-        try:
-            with Session(self.engine) as session:
-                last = session.exec(select(func.max(Decision.id)).where(Decision.run_id == run_id, numbered)).one()
-        except SQLAlchemyError as exc:
-            raise TransientError(
-                f"decision log at {self._safe_url()} is not reachable to number run {run_id}'s rows: {_first_line(exc)}"
-            ) from None
-        return int(last.rsplit("-", 1)[1]) if last else 0
+        sequence = self._sequences.get(run_id, 0) + 1
+        self._sequences[run_id] = sequence
+        if run_id in self._own_runs:
+            return f"{run_id}-{sequence:09d}"
+        return f"{run_id}-w{self._writer_name}-{sequence:09d}"  # another writer's run: ids of this writer's own
 
     def _now(self) -> Any:
         """utcnow as the database stores it, reused within a millisecond (converting a datetime per row would cost

@@ -636,20 +636,22 @@ def test_bench_log_runs_and_prints_json(db_url: str) -> None:
             reader.close()
 
 
-def test_a_second_writer_continues_a_runs_numbering(db_url: str, make_log: MakeLog) -> None:
-    """A restarted runtime finishes an incident of the run it paused in: its rows join that run after the first
-    writer's, none is skipped as a duplicate id, and the chat's own ids do not count."""
+def test_two_writers_on_one_run_never_make_the_same_id(db_url: str, make_log: MakeLog) -> None:
+    """A restarted runtime finishes an incident of a run whose runtime may still be writing: both writers' rows are
+    kept, each writer's in its order, and the chat finds the second writer's rows by id."""
+    from manager.chat import _DECISION_ID
+
     first = make_log(db_url)
     run = first.start_run("s", "marl", manager="rule")
-    ids = [first.record(run, k, float(k), "manager", "note", f"first writer {k}") for k in range(3)]
-    first.flush(force=True)
     second = make_log(db_url)
-    later = [second.record(run, 10 + k, 10.0 + k, "manager", "note", f"second writer {k}") for k in range(2)]
-    other = second.record("another-run", 0, 0.0, "manager", "note", "a run nobody started here")
-    second.flush(force=True)
-    assert ids == [f"{run}-{k:09d}" for k in (1, 2, 3)] and later == [f"{run}-{k:09d}" for k in (4, 5)]
-    assert other == "another-run-000000001"
-    explanations = [d.explanation for d in sorted(second.decisions(run_id=run), key=lambda d: d.id)]
-    assert explanations == ["first writer 0", "first writer 1", "first writer 2", "second writer 0", "second writer 1"]
-    third = make_log(db_url)
-    assert third.record(run, 20, 20.0, "manager", "note", "third") == f"{run}-000000006"
+    ids = []
+    for k in range(3):  # interleaved, each flushing as it goes
+        ids.append(first.record(run, k, float(k), "manager", "note", f"first writer {k}"))
+        first.flush(force=True)
+        ids.append(second.record(run, k, float(k), "manager", "note", f"second writer {k}"))
+        second.flush(force=True)
+    assert len(set(ids)) == 6 and ids[0] == f"{run}-000000001"
+    stored = {d.id: d.explanation for d in second.decisions(run_id=run)}
+    assert [stored[i] for i in ids] == [f"{w} writer {k}" for k in range(3) for w in ("first", "second")]
+    assert sorted(i for i in ids if stored[i].startswith("second")) == [i for i in ids if stored[i].startswith("second")]
+    assert _DECISION_ID.findall(f"why did [{ids[1]}] happen?") == [ids[1]]
