@@ -43,6 +43,8 @@ class SuitePlan:
 
     scenarios: list[dict[str, Any]]
     tasks: list[RunTask]
+    first_seed: int = 0
+    """The tasks' seeds are each scenario's own seed + first_seed .. first_seed + seeds - 1."""
 
 
 def plan_suite(
@@ -73,7 +75,7 @@ def plan_suite(
         for controller in controllers:
             for k in range(first_seed, first_seed + seeds):
                 tasks.append(RunTask(str(path), controller, scenario.spec.seed + k, str(out_dir), placement, duration_s))
-    return SuitePlan(scenarios, tasks)
+    return SuitePlan(scenarios, tasks, first_seed)
 
 
 def split_controller(name: str) -> tuple[str, str]:
@@ -182,7 +184,6 @@ def run_suite(
     jobs: int = 1,
     command: str = "",
     progress: Callable[[dict[str, Any]], None] | None = None,
-    first_seed: int = 0,
 ) -> dict[str, Any]:
     """Run every task (``jobs`` worker processes; 1 runs them here), write results.json and return it."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -206,7 +207,7 @@ def run_suite(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
         "controllers": list(controllers),
-        "seeds": list(range(first_seed, first_seed + seeds)),
+        "seeds": list(range(plan.first_seed, plan.first_seed + seeds)),
         "seed_rule": "each scenario runs at its own seed + k for every k in seeds",
         "scenarios": plan.scenarios,
         "runs": records,

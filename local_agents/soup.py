@@ -15,7 +15,7 @@ import argparse
 import hashlib
 from pathlib import Path
 
-from local_agents.act import ARRAYS, PolicyError, load_policy, save_policy
+from local_agents.act import ARRAYS, POLICY_FORMAT, PolicyError, load_policy, save_policy
 
 
 def file_digest(path: Path) -> str:
@@ -27,6 +27,9 @@ def mix(first: Path, second: Path, alpha: float, out: Path) -> None:
     if not 0.0 <= alpha <= 1.0:
         raise PolicyError(f"alpha {alpha} is outside [0, 1]")
     a, b = load_policy(first), load_policy(second)
+    for path, policy in ((first, a), (second, b)):
+        if policy.provenance.get("format") != POLICY_FORMAT:  # format 1's power head is a stand-in, not weights
+            raise PolicyError(f"{path}: policy format {policy.provenance.get('format')!r}; only {POLICY_FORMAT!r} policies mix")
     for name in ARRAYS:
         if getattr(a, name).shape != getattr(b, name).shape:
             raise PolicyError(f"{second}: {name} has shape {getattr(b, name).shape}, {first} has {getattr(a, name).shape}")

@@ -462,7 +462,7 @@ def eval_suite(
                     soft_wrap=True,
                 )
 
-        results = run_suite(plan, out, suite, names, seeds, jobs=jobs, command=command, progress=advance, first_seed=first_seed)
+        results = run_suite(plan, out, suite, names, seeds, jobs=jobs, command=command, progress=advance)
     report = write_report(out)
     failed = [r for r in results["runs"] if r["status"] != "ok"]
     invalid = [s for s in plan.scenarios if s["error"]]

@@ -133,7 +133,7 @@ def test_first_seed_moves_every_run_to_seeds_the_test_runs_never_use(tmp_path: P
     validation = plan_suite(None, ["hpa"], 2, tmp_path, files=[file], duration_s=120, first_seed=500)
     assert [t.seed for t in test_plan.tasks] == [own, own + 1]
     assert [t.seed for t in validation.tasks] == [own + 500, own + 501]
-    results = run_suite(validation, tmp_path, "custom", ["hpa"], 2, jobs=1, first_seed=500)
+    results = run_suite(validation, tmp_path, "custom", ["hpa"], 2, jobs=1)
     assert results["seeds"] == [500, 501] and [r["seed"] for r in results["runs"]] == [own + 500, own + 501]
     latency = [r["metrics"]["p99_latency_ms"] for r in results["runs"]]
     assert latency[0] != latency[1]  # different seeds, different arrivals

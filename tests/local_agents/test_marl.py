@@ -119,20 +119,20 @@ def test_the_shipped_policy_records_how_it_was_made() -> None:
     assert DEFAULT_POLICY.stat().st_size < 5 * 1024 * 1024
     assert "ama train" in sidecar["command"] and sidecar["commit"]
     soup = policy.provenance.get("soup")
-    trainings = [sidecar] if soup is None else [sidecar["parent_a"], sidecar["parent_b"]]
-    if soup is not None:  # a mix of two trained policies (local_agents.soup): both recorded, as the file's header says
+    if soup is None:  # one training
+        trainings, headers = [sidecar], [policy.provenance]
+    else:  # a mix of two trained policies (local_agents.soup): both recorded, as the file's header says
         assert sidecar["soup_alpha"] == soup["alpha"] and f"--alpha {soup['alpha']}" in sidecar["command"]
-        for record, header in zip(trainings, soup["parents"], strict=True):
-            assert record["commit"] == header["provenance"]["commit"]
-            assert record["settings"]["seed"] == header["provenance"]["settings"]["seed"]
-    for record in trainings:
-        assert "ama train" in record["command"] and record["commit"] and "settings" in record
-        if record["settings"].get("init_policy") and "base_policy" in record:  # fine-tuned: how its start was made, too
+        trainings, headers = [sidecar["parent_a"], sidecar["parent_b"]], [p["provenance"] for p in soup["parents"]]
+    for record, header in zip(trainings, headers, strict=True):
+        assert "ama train" in record["command"] and record["commit"] == header["commit"]
+        assert record["settings"] == header["settings"]
+        if "base_policy" in record:  # fine-tuned from an earlier policy: how that one was made, too
             base = record["base_policy"]
             assert base["command"].startswith("ama train") and base["commit"] and "settings" in base
             assert f"git show {record['base_policy_file_commit']}:" in record["command"]
-        elif record["settings"].get("init_policy"):  # fine-tuned from the soup's first parent, which the command rebuilds
-            assert f"> {record['settings']['init_policy']}" in sidecar["command"]
+        elif record["settings"].get("init_policy"):  # fine-tuned from a shipped file the sidecar's command rebuilds
+            assert f"git show {record['init_policy_file_commit']}:" in sidecar["command"]
 
 
 def test_masked_actions_are_never_taken() -> None:

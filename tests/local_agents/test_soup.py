@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from local_agents.act import ARRAYS, DEFAULT_POLICY, PolicyError, load_policy, save_policy
+from local_agents.act import ARRAYS, DEFAULT_POLICY, OBS_FEATURES, PolicyError, load_policy, save_policy
 from local_agents.soup import mix
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,6 +48,18 @@ def test_bad_mixes_are_refused_with_the_reason(tmp_path: Path) -> None:
     (tmp_path / "broken.npz").write_bytes(b"not a zip")
     with pytest.raises(PolicyError, match=r"broken\.npz: corrupted policy file"):
         mix(a, tmp_path / "broken.npz", 0.5, tmp_path / "m.npz")
+    narrow = {k: np.zeros_like(getattr(load_policy(a), k)) for k in ARRAYS}  # a policy with 32 hidden units
+    f, h = narrow["w1"].shape[0], 32
+    narrow.update(w1=np.zeros((f, h)), b1=np.zeros(h), w2=np.zeros((h, h)), b2=np.zeros(h), w_scale=np.zeros((3 * h, 4)),
+                  w_offload=np.zeros((2 * h, 4)))  # fmt: skip
+    save_policy(tmp_path / "narrow.npz", narrow, {})
+    with pytest.raises(PolicyError, match=r"narrow\.npz: w1 has shape \(\d+, 32\), .*a\.npz has \(\d+, 64\)"):
+        mix(a, tmp_path / "narrow.npz", 0.5, tmp_path / "m.npz")
+    old = {k: getattr(load_policy(a), k) for k in ARRAYS if "power" not in k}
+    with (tmp_path / "format1.npz").open("wb") as handle:
+        np.savez_compressed(handle, header=np.array(json.dumps({"format": "ama-marl-policy/1", "features": list(OBS_FEATURES)})), **old)
+    with pytest.raises(PolicyError, match=r"format1\.npz: policy format 'ama-marl-policy/1'"):
+        mix(a, tmp_path / "format1.npz", 0.5, tmp_path / "m.npz")
     assert not (tmp_path / "m.npz").exists()
 
 
