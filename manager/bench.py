@@ -18,6 +18,7 @@ import numpy as np
 from manager.anomalies import Anomaly
 from manager.graph import DURABILITY, NODE_NAMES, ManagerContext, build_graph, checkpointer, close_graph, wire
 from manager.planners import RulePlanner
+from manager.state import PLANNING_NODE_FIELDS
 from simulators.cluster import Cluster, ClusterConfig, NodeSpec, ServiceSpec, Workload
 from simulators.snapshot import take_snapshot
 from tools.decision_log import DecisionLog
@@ -26,7 +27,12 @@ from tools.sim_actuator import SimActuator
 
 def _incident_input(cluster: Cluster, k: int, run_id: str) -> dict[str, Any]:
     anomaly = Anomaly("traffic_spike", "api", cluster.time_s, "api: 800 req/s against a baseline of 200 req/s (4.0x)", 1.8)
-    return {"incident_id": f"bench-{k}", "run_id": run_id, "snapshot": take_snapshot(cluster).to_dict(), "anomalies": [anomaly.as_dict()]}
+    return {
+        "incident_id": f"bench-{k}",
+        "run_id": run_id,
+        "snapshot": take_snapshot(cluster).to_dict(PLANNING_NODE_FIELDS),
+        "anomalies": [anomaly.as_dict()],
+    }
 
 
 def measure(runs: int, with_log: bool, folder: Path) -> dict[str, float]:

@@ -50,6 +50,7 @@ class ManagerState(TypedDict, total=False):
     tick: int
     time_s: float
     snapshot: dict[str, Any]
+    """``ClusterSnapshot.to_dict(PLANNING_NODE_FIELDS)``: the cluster, its services, and each node's name, tier, state, utilization."""
     anomalies: list[dict[str, Any]]
     weights: dict[str, float]
     reward_stats: dict[str, dict[str, float]]

@@ -30,6 +30,7 @@ from manager.anomalies import Anomaly, Detectors
 from manager.graph import DURABILITY, ManagerContext, build_graph, close_graph, verdicts_from_log
 from manager.guard import SloWatch, WeightSchedule
 from manager.planners import Planner, RulePlanner, reward_statistics
+from manager.state import PLANNING_NODE_FIELDS
 from simulators.errors import InputError
 from simulators.metrics import RunRecorder
 from simulators.rewards import RewardWeights, reward_terms
@@ -177,7 +178,7 @@ class Runtime:
         state = {
             "incident_id": incident,
             "run_id": self.run_id,
-            "snapshot": snapshot.to_dict(),
+            "snapshot": snapshot.to_dict(PLANNING_NODE_FIELDS),
             "anomalies": [a.as_dict() for a in self.detectors.active.values()],
             "weights": self.schedule.current.as_dict(),
             "reward_stats": reward_statistics(np.stack(self.recent_terms)) if self.recent_terms else {},

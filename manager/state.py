@@ -11,6 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Weight = Annotated[float, Field(ge=0.0, le=10.0, allow_inf_nan=False)]
 
+PLANNING_NODE_FIELDS = ("name", "tier", "state", "utilization")
+"""What the manager's state keeps of each node of a snapshot (``ClusterSnapshot.to_dict(PLANNING_NODE_FIELDS)``): all
+that the planners and the LLM's prompt read of a node. A node's full telemetry is in the decision log's samples."""
+
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

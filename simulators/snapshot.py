@@ -92,8 +92,10 @@ class ClusterSnapshot:
     def service(self, name: str) -> ServiceTelemetry:
         return next(s for s in self.services if s.name == name)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (plain lists, dicts, floats) for the manager's state and the decision log."""
+    def to_dict(self, node_fields: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """JSON-ready form (plain lists, dicts, floats) for the decision log and the manager's state; with
+        ``node_fields``, each node carries only those (the manager's state keeps what it plans with, so its checkpoint
+        stays small on a large cluster)."""
         return {
             "tick": self.tick,
             "time_s": self.time_s,
@@ -107,7 +109,7 @@ class ClusterSnapshot:
             "power_w": self.power_w,
             "nodes_on": self.nodes_on,
             "nodes_failed": self.nodes_failed,
-            "nodes": [vars(n) for n in self.nodes],
+            "nodes": [vars(n) if node_fields is None else {k: getattr(n, k) for k in node_fields} for n in self.nodes],
             "services": [vars(s) for s in self.services],
             "active_anomalies": list(self.active_anomalies),
         }

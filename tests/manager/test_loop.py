@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from manager.graph import checkpointer
 from manager.loop import Runtime, RuntimeSettings
+from manager.state import PLANNING_NODE_FIELDS
 from simulators.cluster import NODE_BOOTING, NODE_ON
 from simulators.scenarios import SCENARIO_DIR
 from tests.spike import spike_scenario
@@ -35,6 +37,10 @@ def test_a_spike_rewrites_the_weights_and_proposes_nodes_for_approval(tmp_path: 
     delta = preview["delta"]["sla_violation_rate"]  # the prediction, whichever way it goes (here spreading costs a little pooling)
     assert delta == preview["with_proposal"]["sla_violation_rate"] - preview["status_quo"]["sla_violation_rate"]
     assert (runtime.cluster.state == NODE_BOOTING).sum() == 0  # nothing runs without an approval
+    saved = checkpointer(tmp_path / "checkpoints.db").get_tuple({"configurable": {"thread_id": proposal.incident_id}})
+    assert saved is not None
+    nodes = saved.checkpoint["channel_values"]["snapshot"]["nodes"]  # what the paused incident keeps of each node
+    assert {tuple(n) for n in nodes} == {PLANNING_NODE_FIELDS} and len(nodes) == runtime.cluster.n_nodes
 
 
 def test_restart_while_waiting_then_approval_applies_the_action_once(tmp_path: Path) -> None:
