@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from manager.anomalies import Anomaly
-from manager.graph import DURABILITY, NODE_NAMES, ManagerContext, build_graph, checkpointer, close_graph, wire
+from manager.graph import DURABILITY, NODE_NAMES, RESULT_KEYS, ManagerContext, build_graph, checkpointer, close_graph, wire
 from manager.planners import RulePlanner
 from manager.state import PLANNING_NODE_FIELDS
 from simulators.cluster import Cluster, ClusterConfig, NodeSpec, ServiceSpec, Workload
@@ -49,7 +49,7 @@ def measure(runs: int, with_log: bool, folder: Path) -> dict[str, float]:
     for k, state in enumerate(inputs):
         node_seconds.clear()
         start = time.perf_counter()
-        graph.invoke(state, {"configurable": {"thread_id": state["incident_id"]}}, durability=DURABILITY)
+        graph.invoke(state, {"configurable": {"thread_id": state["incident_id"]}}, durability=DURABILITY, output_keys=RESULT_KEYS)
         elapsed = time.perf_counter() - start
         if k >= 5:
             times.append(elapsed * 1000)
@@ -73,7 +73,7 @@ def measure_floor(runs: int, folder: Path) -> dict[str, float]:
     times = []
     for k in range(runs + 5):
         start = time.perf_counter()
-        graph.invoke(state, {"configurable": {"thread_id": f"floor-{k}"}}, durability=DURABILITY)
+        graph.invoke(state, {"configurable": {"thread_id": f"floor-{k}"}}, durability=DURABILITY, output_keys=RESULT_KEYS)
         if k >= 5:
             times.append((time.perf_counter() - start) * 1000)
     close_graph(graph)

@@ -27,7 +27,7 @@ from langgraph.types import Command
 from local_agents.registry import make_controller
 from manager import whatif
 from manager.anomalies import Anomaly, Detectors
-from manager.graph import DURABILITY, ManagerContext, build_graph, close_graph, verdicts_from_log
+from manager.graph import DURABILITY, RESULT_KEYS, ManagerContext, build_graph, close_graph, verdicts_from_log
 from manager.guard import SloWatch, WeightSchedule
 from manager.planners import Planner, RulePlanner, reward_statistics
 from manager.state import PLANNING_NODE_FIELDS
@@ -185,7 +185,7 @@ class Runtime:
             "current_replicas": replicas,
         }
         config = {"configurable": {"thread_id": incident}}
-        result = self.graph.invoke(state, config, durability=DURABILITY)
+        result = self.graph.invoke(state, config, durability=DURABILITY, output_keys=RESULT_KEYS)
         self.events.append(f"t={snapshot.time_s:.0f}s incident {incident}: {result.get('diagnosis', {}).get('summary', '')[:160]}")
         if result.get("__interrupt__"):  # paused at the gate (the only node that interrupts)
             ids = sorted(result.get("proposed", {}))
