@@ -4,6 +4,7 @@ reply or silent server becomes a one-line PlannerError, and reported telemetry s
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -223,6 +224,29 @@ def test_the_prompt_stays_short_for_a_large_cluster() -> None:
     user = prompts.user_prompt(big, RewardWeights(), STATS, data, prompts.CATALOG)
     assert len(user) < 6_000, len(user)
     assert "... and" in user and "more" in user
+
+
+def test_the_managers_view_of_a_snapshot_plans_and_prompts_as_the_whole_snapshot(tmp_path: Path) -> None:
+    """The runtime gives the graph each node's PLANNING_NODE_FIELDS only: the prompt and the rule planner must not read
+    more of a node than that."""
+    from manager.planners import RulePlanner
+    from manager.state import PLANNING_NODE_FIELDS
+    from tests.spike import spike_scenario
+
+    cluster = load_scenario(spike_scenario(tmp_path)).make_cluster()  # six cloud nodes, two off
+    while cluster.t < 150:  # into the spike (120 s)
+        cluster.step()
+    snapshot = take_snapshot(cluster)
+    whole, view = snapshot.to_dict(), snapshot.to_dict(PLANNING_NODE_FIELDS)
+    assert len(json.dumps(view)) < len(json.dumps(whole)) / 2
+    for kind, target in (("traffic_spike", "api"), ("node_failure", "cloud-1")):
+        anomaly = {"type": kind, "target": target, "since_s": 120.0, "evidence": "seen", "severity": 4.0}
+        incident = Diagnosis(incident_id="i", primary=kind, targets=[target], anomalies=[anomaly], summary=kind)
+        prompt = prompts.user_prompt(incident, RewardWeights(), STATS, view, prompts.CATALOG)
+        assert prompt == prompts.user_prompt(incident, RewardWeights(), STATS, whole, prompts.CATALOG) and "cloud 6 (off 2, on 4)" in prompt
+        plan = RulePlanner().plan(incident, RewardWeights(), STATS, view)
+        assert plan == RulePlanner().plan(incident, RewardWeights(), STATS, whole)
+        assert [a.name for a in plan.actions] == ["add_nodes"]  # chosen from the view's tiers and states
 
 
 def test_no_reward_statistics_and_no_snapshot_still_make_a_prompt() -> None:
