@@ -18,7 +18,7 @@ from pathlib import Path
 from local_agents.act import ARRAYS, POLICY_FORMAT, PolicyError, load_policy, save_policy
 
 
-def file_digest(path: Path) -> str:
+def _file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
@@ -34,7 +34,7 @@ def mix(first: Path, second: Path, alpha: float, out: Path) -> None:
         if getattr(a, name).shape != getattr(b, name).shape:
             raise PolicyError(f"{second}: {name} has shape {getattr(b, name).shape}, {first} has {getattr(a, name).shape}")
     arrays = {name: (1.0 - alpha) * getattr(a, name) + alpha * getattr(b, name) for name in ARRAYS}
-    parents = [{"file": str(p), "sha256_16": file_digest(p), "provenance": q.provenance} for p, q in ((first, a), (second, b))]
+    parents = [{"file": str(p), "sha256_16": _file_digest(p), "provenance": q.provenance} for p, q in ((first, a), (second, b))]
     save_policy(out, arrays, {"soup": {"alpha": alpha, "parents": parents}})
 
 

@@ -40,7 +40,7 @@ DURABILITY = "exit"
 """Checkpoint when a run pauses at the gate or ends, not after every node: a crash mid-run re-runs the incident
 from its start (the actuator's request ids keep actions single), and the pause an operator waits on is durable."""
 
-RESULT_KEYS = ["diagnosis", "proposed"]
+RESULT_KEYS = ("diagnosis", "proposed")
 """What the runtime reads of an invocation's result (``invoke(..., output_keys=RESULT_KEYS)``; ``__interrupt__`` comes
 with them when the run paused at the gate): LangGraph then reads these channels after each step, not the whole state."""
 

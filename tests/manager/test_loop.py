@@ -37,7 +37,9 @@ def test_a_spike_rewrites_the_weights_and_proposes_nodes_for_approval(tmp_path: 
     delta = preview["delta"]["sla_violation_rate"]  # the prediction, whichever way it goes (here spreading costs a little pooling)
     assert delta == preview["with_proposal"]["sla_violation_rate"] - preview["status_quo"]["sla_violation_rate"]
     assert (runtime.cluster.state == NODE_BOOTING).sum() == 0  # nothing runs without an approval
-    saved = checkpointer(tmp_path / "checkpoints.db").get_tuple({"configurable": {"thread_id": proposal.incident_id}})
+    saver = checkpointer(tmp_path / "checkpoints.db")
+    saved = saver.get_tuple({"configurable": {"thread_id": proposal.incident_id}})
+    saver.conn.close()
     assert saved is not None
     nodes = saved.checkpoint["channel_values"]["snapshot"]["nodes"]  # what the paused incident keeps of each node
     assert {tuple(n) for n in nodes} == {PLANNING_NODE_FIELDS} and len(nodes) == runtime.cluster.n_nodes
