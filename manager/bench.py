@@ -17,9 +17,11 @@ import numpy as np
 
 from manager.anomalies import Anomaly
 from manager.graph import DURABILITY, NODE_NAMES, RESULT_KEYS, ManagerContext, build_graph, checkpointer, close_graph, wire
+from manager.loop import pin_to_cpu
 from manager.planners import RulePlanner
 from manager.state import PLANNING_NODE_FIELDS
 from simulators.cluster import Cluster, ClusterConfig, NodeSpec, ServiceSpec, Workload
+from simulators.errors import InputError
 from simulators.snapshot import take_snapshot
 from tools.decision_log import DecisionLog
 from tools.sim_actuator import SimActuator
@@ -134,10 +136,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=200, help="incidents timed (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--llm", type=int, default=0, metavar="N", help="also time N proposals of the local LLM (llama.cpp + SmolLM2)")
+    parser.add_argument("--cpu", type=int, default=None, help="pin the benchmark to this CPU core, as `ama run --cpu` pins the runtime")
     args = parser.parse_args(argv)
+    if args.cpu is not None:
+        try:
+            pin_to_cpu(args.cpu)
+        except InputError as exc:
+            parser.error(str(exc))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        report = {
+        report: dict[str, Any] = {
+            "pinned_to_cpu": args.cpu,
             "rule_planner_anomaly_to_weights_with_log": measure(args.runs, True, folder),
             "rule_planner_anomaly_to_weights_no_log": measure(args.runs, False, folder),
             "langgraph_floor_same_graph_noop_nodes": measure_floor(args.runs, folder),

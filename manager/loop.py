@@ -31,7 +31,7 @@ from manager.graph import DURABILITY, RESULT_KEYS, ManagerContext, build_graph, 
 from manager.guard import SloWatch, WeightSchedule
 from manager.planners import Planner, RulePlanner, reward_statistics
 from manager.state import PLANNING_NODE_FIELDS
-from simulators.errors import InputError
+from simulators.errors import ConfigError, InputError
 from simulators.metrics import RunRecorder
 from simulators.rewards import RewardWeights, reward_terms
 from simulators.scenarios import load_scenario
@@ -43,6 +43,22 @@ from tools.sim_actuator import SimActuator
 
 CHAT_EVERY = 5
 """Ticks between looks for operators' chat requests (approved ones to apply, unanswered ones to expire)."""
+
+
+def pin_to_cpu(cpu: int) -> None:
+    """Keep this process on one CPU core (``ama run --cpu``, ``python -m manager.bench --cpu``). Every manager run
+    hands work to a thread LangGraph starts for its checkpoint and back; on a VM, each hand-off to a thread on
+    another vCPU wakes that vCPU through the hypervisor, and on the 2-vCPU VM of BENCHMARKS.md pinning took about
+    1 ms off a run's 4-6 ms graph overhead. The runtime is one thread of Python work, so it loses nothing else.
+    ConfigError naming the choice when this process may not run there or the system cannot pin."""
+    import os
+
+    if not hasattr(os, "sched_setaffinity"):
+        raise ConfigError(f"--cpu {cpu}: this system cannot pin a process to a CPU (Linux only)")
+    allowed = sorted(os.sched_getaffinity(0))
+    if cpu not in allowed:
+        raise ConfigError(f"--cpu {cpu}: this process may run on CPUs {', '.join(map(str, allowed))}")
+    os.sched_setaffinity(0, {cpu})
 
 
 @dataclass

@@ -159,7 +159,7 @@ def demo(
     console = Console()
     console.rule("1. demo-spike-failure: the MARL agents on every node, the rule manager above them (demo operator approves)")
     run(scenario=scenario, manager="rule", controller="marl", db=db, checkpoints=str(out / "checkpoints.db"), seed=None, ticks=None,
-        speed=0.0, approval_timeout_s=600.0, auto_approve="demo", as_json=False)  # fmt: skip
+        speed=0.0, approval_timeout_s=600.0, auto_approve="demo", as_json=False, cpu=None)  # fmt: skip
     console.rule("2. what the manager did, and why")
     decisions(db=db, run=None, actor="manager", since=None, status=None, node=None, service=None, limit=12, as_json=False)
     console.rule("3. the same scenario under HPA alone, KPA alone and the agents alone")
@@ -199,17 +199,23 @@ def run(
     approval_timeout_s: Annotated[float, typer.Option(min=1, help="Simulated seconds a proposal waits for an operator.")] = 600.0,
     auto_approve: Annotated[str | None, typer.Option(help="Approve every proposal as this operator (demo mode).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+    cpu: Annotated[
+        int | None,
+        typer.Option(min=0, help="Pin the runtime to this CPU core: faster manager runs on VMs (Linux; see README)."),
+    ] = None,
 ) -> None:
     """Run the control plane on a scenario: the local controller every tick, the manager on anomalies, approvals
     from the decision log (ama approve / ama reject, or the console). Safe to kill and start again."""
     import time
 
     from manager.llm import LLMPlanner, LLMSettings, describe_server
-    from manager.loop import Runtime, RuntimeSettings
+    from manager.loop import Runtime, RuntimeSettings, pin_to_cpu
 
     if manager not in ("rule", "llm", "off"):
         fail(f"unknown manager {manager!r}; choose rule, llm or off")
     try:
+        if cpu is not None:
+            pin_to_cpu(cpu)
         make_controller(controller)
         log = DecisionLog(db, on_event=lambda line: err.print(f"[yellow]{line}[/]", highlight=False))
         settings = RuntimeSettings(

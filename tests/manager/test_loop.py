@@ -94,15 +94,47 @@ def test_manager_off_only_runs_the_local_controller(tmp_path: Path) -> None:
 
 
 def test_manager_benchmark_runs_with_a_tiny_budget() -> None:
-    import json
+    import os
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "manager.bench", "--runs", "3", "--json"], capture_output=True, text=True, timeout=120)
+    cpu = max(os.sched_getaffinity(0))
+    command = [sys.executable, "-m", "manager.bench", "--runs", "3", "--json", "--cpu", str(cpu)]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
+    assert report["pinned_to_cpu"] == cpu
     assert report["rule_planner_anomaly_to_weights_with_log"]["p50_ms"] > 0
     assert report["langgraph_floor_same_graph_noop_nodes"]["p50_ms"] > 0
+    out = subprocess.run([*command[:-1], "4096"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "--cpu 4096: this process may run on CPUs" in out.stderr
+
+
+def _affinity_after_pinning(cpu: int) -> set[int]:
+    import os
+
+    from manager.loop import pin_to_cpu
+
+    pin_to_cpu(cpu)
+    return os.sched_getaffinity(0)
+
+
+def test_pinning_keeps_the_process_on_the_chosen_core_and_refuses_one_it_may_not_use() -> None:
+    import multiprocessing
+    import os
+
+    import pytest
+
+    from manager.loop import pin_to_cpu
+    from simulators.errors import ConfigError
+
+    before = os.sched_getaffinity(0)
+    cpu = max(before)
+    with multiprocessing.get_context("fork").Pool(1) as pool:  # a child: this test process keeps all its cores
+        assert pool.apply(_affinity_after_pinning, (cpu,)) == {cpu}
+    with pytest.raises(ConfigError, match="--cpu 4096: this process may run on CPUs"):
+        pin_to_cpu(4096)
+    assert os.sched_getaffinity(0) == before  # refused: nothing changed
 
 
 def test_weights_are_reverted_when_slos_get_worse_after_a_change(tmp_path: Path) -> None:

@@ -63,6 +63,13 @@ def test_bad_scenario_is_one_line_and_exit_code_2(tmp_path: Path, content: str |
     assert "Traceback" not in out.stderr
 
 
+def test_run_refuses_a_cpu_it_may_not_use_in_one_line() -> None:
+    out = run("run", "--scenario", str(SCENARIO_DIR / "traffic-spike-small.yaml"), "--ticks", "5", "--cpu", "4096")
+    assert out.returncode == 2 and out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--cpu 4096: this process may run on CPUs" in lines[0], out.stderr
+
+
 def test_bench_json_with_a_tiny_budget() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "simulators.bench", "--json", "--sizes", "10,20", "--seconds", "0.02"],
