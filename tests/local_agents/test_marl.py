@@ -81,15 +81,20 @@ def test_a_tiny_training_run_improves_the_return_on_a_toy_scenario(tmp_path: Pat
     assert (tmp_path / "run" / "policy.npz").exists() and (tmp_path / "run" / "curves.csv").exists()
 
 
-def test_the_numpy_policy_computes_the_torch_actor() -> None:
+@pytest.mark.parametrize("services", [1, 3, 5])
+def test_the_numpy_policy_computes_the_torch_actor(services: int) -> None:
+    """The batched path and the one-node path (a node agent deciding for its own node) alike."""
     torch.manual_seed(0)
     actor = Actor(16)
     arrays = {**actor.export(), "reference": np.zeros(N_FEATURES, np.float32)}
     policy = Policy(**arrays, provenance={})
-    obs = np.random.default_rng(0).uniform(0, 1, size=(5, 3, N_FEATURES)).astype(np.float32)
+    obs = np.random.default_rng(0).uniform(0, 1, size=(5, services, N_FEATURES)).astype(np.float32)
     with torch.no_grad():
         expected = actor(torch.from_numpy(obs)).numpy()
     np.testing.assert_allclose(policy.logits(obs), expected, rtol=1e-4, atol=1e-5)
+    for node in range(5):
+        np.testing.assert_allclose(policy.logits(obs[node : node + 1]), expected[node : node + 1], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(policy.logits(obs[node]), expected[node], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["marl", "node-rule"])
@@ -328,6 +333,8 @@ def test_a_format_1_policy_loads_and_never_sleeps_a_node(tmp_path: Path) -> None
     logits, reference = policy.logits(obs), current.logits(obs)
     np.testing.assert_allclose(logits[:, :-1], reference[:, :-1], rtol=1e-5, atol=1e-5)  # scale and offload: the same
     assert (logits[:, -1, 0] - logits[:, -1, 1:].max(axis=-1) > 1000).all()  # power: hold, by a margin nothing bridges
+    one = policy.logits(obs[:1])  # and on the one-node path
+    assert one[0, -1, 0] - one[0, -1, 1:].max() > 1000
     mask, rng = np.ones((64, 4 * 4), np.int8), np.random.default_rng(0)
     assert all((policy.act(obs, mask, rng)[:, -1] == 0).all() for _ in range(50))
 
