@@ -179,7 +179,7 @@ class Policy:
         np.maximum.reduce(rows, axis=0, out=z[pooled + width : pooled + 2 * width])
         np.maximum.reduce(x, axis=0, out=z[pooled + 2 * width :])
         out = z @ self._one_node_heads(services)  # 4 (S + 2) logits, then the 3 pressure parts
-        logits, parts = out[: -len(PRESSURE_LOGS)], out[-len(PRESSURE_LOGS) :]
+        logits, parts = out[: -len(PRESSURE_PARTS)], out[-len(PRESSURE_PARTS) :]
         np.maximum(parts, 1e-6, out=parts)
         np.log(parts, out=parts)
         logits[-SCALE_CHOICES:] += parts @ self.fused.w_power_pressure
@@ -193,7 +193,7 @@ class Policy:
         if heads is None:
             width, choices = self.hidden + 1, SCALE_CHOICES
             total, peak, raw = services * width, (services + 1) * width, (services + 2) * width
-            heads = np.zeros((raw + self.w1.shape[0] + 1, choices * (services + 2) + 3), np.float32)
+            heads = np.zeros((raw + self.w1.shape[0] + 1, choices * (services + 2) + len(PRESSURE_PARTS)), np.float32)
             for s in range(services):
                 column = slice(s * choices, (s + 1) * choices)
                 heads[s * width : (s + 1) * width, column] = self.fused.w_row
