@@ -430,8 +430,9 @@ def latency(policy: Policy, nodes: int, services: int, repeats: int, rounds: int
     """Microseconds per batched decision (observations, masks -> sampled actions) for ``nodes`` nodes, over
     ``rounds`` rounds of ``repeats`` decisions: each round's p50 and p99, and their medians (a shared VM's noise
     comes in bursts that can land on any one round). After each round the same number of busy-waits exactly as long
-    as its p50, timed the same way, give the p99 this machine's noise alone makes of that length (``machine_p99_us``):
-    a decision's p99 above it is the code's, below it is out of the code's hands."""
+    as its p50, timed the same way, give a reference: the p99 this machine's noise alone makes of a task that long
+    (``machine_p99_us``). A busy-wait touches no memory and runs right after the round, not with it, so it is a
+    lower bound on what the machine adds to a decision's tail, not a measure of it. It doubles the bench's time."""
     obs = rng.uniform(0.0, 1.0, size=(nodes, services, N_FEATURES)).astype(np.float32)
     mask = np.ones((nodes, SCALE_CHOICES * (services + 2)), dtype=np.int8)
     for _ in range(20):

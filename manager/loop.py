@@ -46,11 +46,11 @@ CHAT_EVERY = 5
 
 
 def pin_to_cpu(cpu: int) -> None:
-    """Keep this process on one CPU core (``ama run --cpu``, ``python -m manager.bench --cpu``). Every manager run
-    hands work to a thread LangGraph starts for its checkpoint and back; on a VM, each hand-off to a thread on
-    another vCPU wakes that vCPU through the hypervisor, and on the 2-vCPU VM of BENCHMARKS.md pinning took about
-    1 ms off a run's 4-6 ms graph overhead. The runtime is one thread of Python work, so it loses nothing else.
-    ConfigError naming the choice when this process may not run there or the system cannot pin."""
+    """Keep this process, every thread it has and every thread it starts, on one CPU core (``ama run --cpu``,
+    ``python -m manager.bench --cpu``). Every manager run hands work to a thread LangGraph starts for its checkpoint
+    and back; on a VM, each hand-off to a thread on another vCPU wakes that vCPU through the hypervisor (on the
+    2-vCPU VM of BENCHMARKS.md, pinned runs stayed at 2.7-4.7 ms of graph overhead while unpinned ones ranged
+    3.7-7.5 ms). ConfigError naming the choice when this process may not run there or the system cannot pin."""
     import os
 
     if not hasattr(os, "sched_setaffinity"):
@@ -58,7 +58,10 @@ def pin_to_cpu(cpu: int) -> None:
     allowed = sorted(os.sched_getaffinity(0))
     if cpu not in allowed:
         raise ConfigError(f"--cpu {cpu}: this process may run on CPUs {', '.join(map(str, allowed))}")
-    os.sched_setaffinity(0, {cpu})
+    threads = [int(task) for task in os.listdir("/proc/self/task")] if os.path.isdir("/proc/self/task") else [0]
+    for thread in threads:  # Linux sets one thread's affinity at a time; threads started later inherit it
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.sched_setaffinity(thread, {cpu})
 
 
 @dataclass

@@ -110,16 +110,28 @@ def test_manager_benchmark_runs_with_a_tiny_budget() -> None:
     assert out.returncode == 2 and "--cpu 4096: this process may run on CPUs" in out.stderr
 
 
-def _affinity_after_pinning(cpu: int) -> set[int]:
+def _affinities_after_pinning(cpu: int) -> tuple[set[int], set[int], set[int]]:
+    """In a child process: pin with a thread already running, then start another; the affinities of all three."""
     import os
+    import threading
 
     from manager.loop import pin_to_cpu
 
+    release = threading.Event()
+    before = threading.Thread(target=release.wait)
+    before.start()
     pin_to_cpu(cpu)
-    return os.sched_getaffinity(0)
+    after = threading.Thread(target=release.wait)
+    after.start()
+    try:
+        return os.sched_getaffinity(0), os.sched_getaffinity(before.native_id), os.sched_getaffinity(after.native_id)  # type: ignore[arg-type]
+    finally:
+        release.set()
+        before.join()
+        after.join()
 
 
-def test_pinning_keeps_the_process_on_the_chosen_core_and_refuses_one_it_may_not_use() -> None:
+def test_pinning_keeps_every_thread_on_the_chosen_core_and_refuses_one_it_may_not_use() -> None:
     import multiprocessing
     import os
 
@@ -129,12 +141,14 @@ def test_pinning_keeps_the_process_on_the_chosen_core_and_refuses_one_it_may_not
     from simulators.errors import ConfigError
 
     before = os.sched_getaffinity(0)
-    cpu = max(before)
-    with multiprocessing.get_context("fork").Pool(1) as pool:  # a child: this test process keeps all its cores
-        assert pool.apply(_affinity_after_pinning, (cpu,)) == {cpu}
     with pytest.raises(ConfigError, match="--cpu 4096: this process may run on CPUs"):
         pin_to_cpu(4096)
     assert os.sched_getaffinity(0) == before  # refused: nothing changed
+    if len(before) < 2:
+        pytest.skip("pinning is only visible with two CPUs or more")
+    cpu = max(before)
+    with multiprocessing.get_context("fork").Pool(1) as pool:  # a child: this test process keeps all its cores
+        assert pool.apply(_affinities_after_pinning, (cpu,)) == ({cpu}, {cpu}, {cpu})
 
 
 def test_weights_are_reverted_when_slos_get_worse_after_a_change(tmp_path: Path) -> None:
