@@ -469,7 +469,10 @@ def busy_wait_times(seconds: float, repeats: int) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Latency of the MARL policy's batched decision (numpy, this CPU).")
+    parser = argparse.ArgumentParser(
+        description="Latency of the MARL policy's batched decision (numpy, this CPU), each round followed by busy-waits as long as its "
+        "median: a reference for what this machine's noise alone makes of a task that long."
+    )
     parser.add_argument("--policy", type=Path, default=None, help="policy .npz (default: the shipped one)")
     parser.add_argument("--nodes", default="1,1000", help="comma-separated cluster sizes (default: %(default)s)")
     parser.add_argument("--services", type=int, default=3, help="services per node (default: %(default)s)")
