@@ -160,8 +160,9 @@ class Policy:
         return out.reshape(*nodes_shape, services + 2, SCALE_CHOICES)
 
     def _one_node_logits(self, obs: np.ndarray) -> np.ndarray:
-        """``logits`` for one node (a node agent deciding for its own node) in half the numpy calls of the batched
-        path, whose fixed cost per call is most of the latency at this size: the node's S hidden rows, their sum,
+        """``logits`` for one node (the one-node latency target; explanations of one acting node) in half the numpy
+        calls of the batched path, whose fixed cost per call is most of the latency at this size: the node's S hidden
+        rows, their sum,
         their maximum and the maximum of its raw rows are written in place into one vector, and one matmul with
         ``_one_node_heads`` gives every logit at once (and the power head's pressure parts). The same maths as the
         batched path, summed in another order: the logits agree to about 1e-6. Returns (4 (S + 2),)."""

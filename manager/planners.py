@@ -29,7 +29,8 @@ class Planner(Protocol):
 
     def plan(self, diagnosis: Diagnosis, weights: RewardWeights, reward_stats: dict[str, dict[str, float]], snapshot: dict) -> Proposal:
         """A proposal answering ``diagnosis``. ``reward_stats`` maps component -> {"mean", "min", "max"} over the
-        recent window (may be empty); ``snapshot`` is ClusterSnapshot.to_dict()."""
+        recent window (may be empty); ``snapshot`` is the manager's view of the cluster,
+        ``ClusterSnapshot.to_dict(PLANNING_NODE_FIELDS)`` (a whole ``to_dict()`` works too)."""
         ...
 
 
