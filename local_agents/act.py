@@ -123,16 +123,18 @@ class Policy:
         nodes = math.prod(nodes_shape)
         if nodes == 1:
             return self._one_node_logits(obs).reshape(*nodes_shape, services + 2, SCALE_CHOICES)
-        x, a, b, total, peak, raw_peak, by_dim = self._buffers(services, nodes, f)
+        x, a, b, pooled, raw_peak, by_dim, pair, context, biases = self._buffers(services, nodes, f)
         np.copyto(x[:, :f].reshape(services, nodes, f), obs.reshape(nodes, services, f).transpose(1, 0, 2))
         np.matmul(x, self.fused.w1, out=a)
         np.tanh(a, out=a)
         np.matmul(a, self.fused.w2_rows, out=b)  # H wide, not H + 1: OpenBLAS is ~30% faster on 64 columns than on 65
         np.tanh(b, out=b)
         by_service = b.reshape(services, nodes, self.hidden)
+        total, peak = pooled  # contiguous halves: numpy's ufuncs on strided halves of one buffer are several times slower
         if services == 1:
-            total = peak = by_service[0]
-        else:  # contiguous buffers: numpy's ufuncs on strided halves of one buffer are several times slower
+            np.copyto(total, by_service[0])
+            np.copyto(peak, by_service[0])
+        else:
             np.add(by_service[0], by_service[1], out=total)
             np.maximum(by_service[0], by_service[1], out=peak)
             for s in range(2, services):
@@ -145,15 +147,18 @@ class Policy:
             np.maximum(by_service_raw[0], by_service_raw[1], out=raw_peak)
             for s in range(2, services):
                 np.maximum(raw_peak, by_service_raw[s], out=raw_peak)
-        # every head's rows, service-major like the hidden layers (S scale rows, offload, power: each (nodes, 4))
-        sum_head, max_head = self._context_heads(services)
-        heads = total @ sum_head  # (nodes, 8): the scale heads' context part | the offload head
-        heads += peak @ max_head
-        heads += self.fused.head_bias
+        # every head's rows, service-major like the hidden layers (S scale rows, offload, power: each (nodes, 4)); the
+        # context heads as one stacked matmul on [sum, max] and one add of its halves, every operand contiguous
+        on_scale, on_offload = self._context_heads(services)
+        np.matmul(pooled, on_scale, out=pair)
+        np.add(pair[0], pair[1], out=context)
+        context += biases[0]
         scale = by_dim[:services]
         np.matmul(b, self.fused.w_row, out=scale.reshape(services * nodes, SCALE_CHOICES))
-        scale += heads[:, :SCALE_CHOICES]
-        by_dim[services] = heads[:, SCALE_CHOICES:]
+        scale += context
+        np.matmul(pooled, on_offload, out=pair)
+        np.add(pair[0], pair[1], out=by_dim[services])
+        by_dim[services] += biases[1]
         parts = raw_peak @ self.fused.w_power_parts  # (nodes, 3), contiguous: the logarithm runs in one loop
         np.maximum(parts, 1e-6, out=parts)
         np.log(parts, out=parts)
@@ -224,20 +229,32 @@ class Policy:
             x[:, features] = 1.0  # the bias input
             if nodes == 1:  # _one_node_logits: the first layer, then the node's one vector
                 cache[key] = (x, np.empty((rows, width), np.float32), np.empty((services + 2) * width + features + 1, np.float32))
-            else:  # x, a (with the constant unit), b, total, peak, raw_peak, the logits by action dimension
-                shapes = ((rows, width), (rows, width - 1), (nodes, width - 1), (nodes, width - 1))
-                hidden = (np.empty(shape, np.float32) for shape in shapes)
-                by_dim = np.empty((services + 2, nodes, SCALE_CHOICES), np.float32)
-                cache[key] = (x, *hidden, np.empty((nodes, features + 1), np.float32), by_dim)
+            else:  # a (with the constant unit), b, [sum, max] of b over services, raw_peak, the logits by action
+                # dimension, a pair of context parts, the scale context, the scale and offload biases row by row
+                shapes = (
+                    (rows, width),
+                    (rows, width - 1),
+                    (2, nodes, width - 1),
+                    (nodes, features + 1),
+                    (services + 2, nodes, SCALE_CHOICES),
+                )
+                buffers = [np.empty(shape, np.float32) for shape in (*shapes, (2, nodes, SCALE_CHOICES), (nodes, SCALE_CHOICES))]
+                biases = np.repeat(self.fused.head_bias.reshape(2, 1, SCALE_CHOICES), nodes, axis=1)  # a broadcast add is 6x slower
+                cache[key] = (x, *buffers, biases)
         return cache[key]
 
     def _context_heads(self, services: int) -> tuple[np.ndarray, np.ndarray]:
-        """The heads' weights on the sum and on the max of a node's H hidden units, for S services (the mean's 1/S
-        folded in; the batched path's second layer has no constant unit, its biases are ``head_bias``)."""
+        """The scale heads' and the offload head's weights on [the sum, the max] of a node's H hidden units, each
+        (2, H, 4), for S services (the mean's 1/S folded in; the batched path's second layer has no constant unit, its
+        biases are ``head_bias``)."""
         heads = self.fused.context_heads.get(services)
         if heads is None:
-            h = self.hidden
-            heads = self.fused.context_heads[services] = (self.fused.on_sum[:h] / services, self.fused.on_max[:h])
+            h, choices = self.hidden, SCALE_CHOICES
+            on_sum, on_max = self.fused.on_sum[:h] / services, self.fused.on_max[:h]
+            scale, offload = (
+                np.ascontiguousarray(np.stack([on_sum[:, part], on_max[:, part]])) for part in (slice(0, choices), slice(choices, None))
+            )
+            heads = self.fused.context_heads[services] = (scale, offload)
         return heads
 
     def act(self, obs: np.ndarray, mask: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -249,13 +266,13 @@ class Policy:
         always allowed)."""
         logits = self.logits(obs)  # a fresh array: changed in place
         if rng is not None:  # Gumbel-max: argmax(logits - log(-log(u))) is a sample of softmax(logits)
-            noise = rng.random(logits.shape, dtype=np.float32)
+            sampled = logits[..., :-1, :]  # power: the most likely choice (see below), so no noise there
+            noise = rng.random(sampled.shape, dtype=np.float32)
             noise += 1e-12
             np.log(noise, out=noise)
             np.negative(noise, out=noise)
             np.log(noise, out=noise)
-            noise[..., -1, :] = 0.0  # power: the most likely choice (see below)
-            logits -= noise
+            np.subtract(sampled, noise, out=sampled)
         np.copyto(logits, -np.inf, where=mask.reshape(logits.shape) == 0)
         return _argmax_of_four(logits)
 
