@@ -12,12 +12,13 @@ import dataclasses
 import gc
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from local_agents.controllers import PLACEMENTS, parse_params
@@ -362,19 +363,54 @@ def train(
     gc.freeze()
     with progress_bar("agent-steps") as progress:
         task = progress.add_task("train", total=trainer.settings.total_agent_steps, completed=trainer.agent_steps)
-
-        def report(done: int, total: int, line: str) -> None:
-            progress.update(task, completed=min(done, total), description=f"train: {line}")
-            if not err.is_terminal:
-                err.print(f"{done:,}/{total:,} agent-steps: {line}", highlight=False, soft_wrap=True)
-
-        trainer.progress = report
+        trainer.progress = reporter(progress, task, "train")
         summary = trainer.train()
     if ship:  # the policy the held-out evaluation kept, else the last one
         best = trainer.settings.out / "policy-best.npz"
         chosen = best if best.exists() else trainer.settings.out / "policy.npz"
         summary["shipped"] = str(ship_policy(chosen, " ".join(["ama", *sys.argv[1:]])))
     typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command()
+def distill(
+    teacher: Annotated[Path, typer.Argument(help="The trained policy (.npz) to copy, e.g. local_agents/policies/default.npz.")],
+    out: Annotated[Path, typer.Option(help="Folder for policy.npz and curves.csv/png.")] = Path("runs/distill"),
+    hidden: Annotated[int, typer.Option(min=1, help="The student's hidden width (the teacher's: 64).")] = 32,
+    agent_steps: Annotated[int, typer.Option(min=1, help="Labelled agent-steps (one node, one tick).")] = 2_000_000,
+    seed: Annotated[int, typer.Option(help="Seed of the student, the curriculum and the sampled weights.")] = 0,
+    student_share: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="DAgger: share of ticks the student drives, reached half-way.")
+    ] = 0.75,
+) -> None:
+    """Distil a trained policy into a narrower one (same behaviour, less arithmetic per decision): the student
+    matches the teacher's choice distributions on the training curriculum, on states it reaches itself (DAgger).
+    Writes the student's policy.npz, which `ama eval` runs with AMA_MARL_POLICY=that file."""
+    from local_agents.distill import Distiller, DistillSettings
+
+    try:
+        settings = DistillSettings(
+            teacher=teacher, out=out, hidden=hidden, total_agent_steps=agent_steps, seed=seed, student_share=student_share
+        )
+        distiller = Distiller(settings)
+    except InputError as exc:
+        fail(str(exc))
+    gc.freeze()
+    with progress_bar("agent-steps") as progress:
+        distiller.progress = reporter(progress, progress.add_task("distill", total=agent_steps), "distill")
+        summary = distiller.run()
+    typer.echo(json.dumps(summary, indent=2))
+
+
+def reporter(progress: Progress, task: TaskID, label: str) -> Callable[[int, int, str], None]:
+    """A progress callback for the trainers: the bar on a terminal, else one line per report."""
+
+    def report(done: int, total: int, line: str) -> None:
+        progress.update(task, completed=min(done, total), description=f"{label}: {line}")
+        if not err.is_terminal:
+            err.print(f"{done:,}/{total:,} agent-steps: {line}", highlight=False, soft_wrap=True)
+
+    return report
 
 
 @app.command()

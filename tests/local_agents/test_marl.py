@@ -119,19 +119,30 @@ def test_the_node_agents_act_on_every_shipped_scenario(path: Path, name: str) ->
 
 
 def test_the_shipped_policy_records_how_it_was_made() -> None:
-    policy = load_policy()
-    sidecar = json.loads(DEFAULT_POLICY.with_suffix(".json").read_text())
     assert DEFAULT_POLICY.stat().st_size < 5 * 1024 * 1024
-    assert "ama train" in sidecar["command"] and sidecar["commit"]
-    soup = policy.provenance.get("soup")
+    check_recorded(json.loads(DEFAULT_POLICY.with_suffix(".json").read_text()), load_policy().provenance)
+
+
+def check_recorded(sidecar: dict, header: dict) -> None:
+    """The sidecar's record of a policy against the policy file's own header: one training, a mix of two trained
+    policies (local_agents.soup), or a distillation of a recorded teacher (local_agents.distill)."""
+    assert sidecar["commit"]
+    if "distilled" in header:
+        assert "ama distill" in sidecar["command"] and sidecar["commit"] == header["commit"]
+        assert sidecar["distilled"]["settings"] == header["distilled"]["settings"]
+        assert f"git show {sidecar['teacher_file_commit']}:" in sidecar["command"]
+        check_recorded(sidecar["teacher"], header["distilled"]["teacher"]["provenance"])
+        return
+    assert "ama train" in sidecar["command"]
+    soup = header.get("soup")
     if soup is None:  # one training
-        trainings, headers = [sidecar], [policy.provenance]
-    else:  # a mix of two trained policies (local_agents.soup): both recorded, as the file's header says
+        trainings, headers = [sidecar], [header]
+    else:  # both parents recorded, as the file's header says
         assert sidecar["soup_alpha"] == soup["alpha"] and f"--alpha {soup['alpha']}" in sidecar["command"]
         trainings, headers = [sidecar["parent_a"], sidecar["parent_b"]], [p["provenance"] for p in soup["parents"]]
-    for record, header in zip(trainings, headers, strict=True):
-        assert "ama train" in record["command"] and record["commit"] == header["commit"]
-        assert record["settings"] == header["settings"]
+    for record, training in zip(trainings, headers, strict=True):
+        assert "ama train" in record["command"] and record["commit"] == training["commit"]
+        assert record["settings"] == training["settings"]
         if "base_policy" in record:  # fine-tuned from an earlier policy: how that one was made, too
             base = record["base_policy"]
             assert base["command"].startswith("ama train") and base["commit"] and "settings" in base
