@@ -44,7 +44,7 @@ class DistillSettings:
     """Folder for policy.npz, curves.csv and curves.png."""
     hidden: int = 32
     """The student's hidden width."""
-    total_agent_steps: int = 2_000_000
+    total_agent_steps: int = 4_000_000
     """Stop after this many labelled agent-steps (one node, one tick)."""
     seed: int = 0
     envs: int = 6

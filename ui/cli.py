@@ -376,12 +376,15 @@ def train(
 def distill(
     teacher: Annotated[Path, typer.Argument(help="The trained policy (.npz) to copy, e.g. local_agents/policies/default.npz.")],
     out: Annotated[Path, typer.Option(help="Folder for policy.npz and curves.csv/png.")] = Path("runs/distill"),
-    hidden: Annotated[int, typer.Option(min=1, help="The student's hidden width (the teacher's: 64).")] = 32,
-    agent_steps: Annotated[int, typer.Option(min=1, help="Labelled agent-steps (one node, one tick).")] = 2_000_000,
+    hidden: Annotated[int, typer.Option(min=1, help="The student's hidden width (the shipped policy's: 32, its teacher's: 64).")] = 32,
+    agent_steps: Annotated[int, typer.Option(min=1, help="Labelled agent-steps (one node, one tick).")] = 4_000_000,
     seed: Annotated[int, typer.Option(help="Seed of the student, the curriculum and the sampled weights.")] = 0,
     student_share: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="DAgger: share of ticks the student drives, reached half-way.")
     ] = 0.75,
+    scenario: Annotated[
+        list[Path] | None, typer.Option(help="A scenario file to learn on; repeatable (default: every shipped one of at most 50 nodes).")
+    ] = None,
 ) -> None:
     """Distil a trained policy into a narrower one (same behaviour, less arithmetic per decision): the student
     matches the teacher's choice distributions on the training curriculum, on states it reaches itself (DAgger).
@@ -389,9 +392,8 @@ def distill(
     from local_agents.distill import Distiller, DistillSettings
 
     try:
-        settings = DistillSettings(
-            teacher=teacher, out=out, hidden=hidden, total_agent_steps=agent_steps, seed=seed, student_share=student_share
-        )
+        given = {"hidden": hidden, "total_agent_steps": agent_steps, "seed": seed, "student_share": student_share}
+        settings = DistillSettings(teacher=teacher, out=out, scenarios=tuple(str(path) for path in scenario or ()), **given)
         distiller = Distiller(settings)
     except InputError as exc:
         fail(str(exc))
