@@ -173,10 +173,10 @@ class Policy:
     def _one_node_logits(self, obs: np.ndarray) -> np.ndarray:
         """``logits`` for one node (the one-node latency target; explanations of one acting node) in half the numpy
         calls of the batched path, whose fixed cost per call is most of the latency at this size: the node's S hidden
-        rows, their sum,
-        their maximum and the maximum of its raw rows are written in place into one vector, and one matmul with
-        ``_one_node_heads`` gives every logit at once (and the power head's pressure parts). The same maths as the
-        batched path, summed in another order: the logits agree to about 1e-6. Returns (4 (S + 2),)."""
+        rows, their maximum and the maximum of its raw rows are written in place into one vector, and one matmul with
+        ``_one_node_heads`` gives every logit at once (and the power head's pressure parts; the rows' sum is folded
+        into the matrix). The same maths as the batched path, summed in another order: the logits agree to about
+        1e-6. Returns (4 (S + 2),)."""
         services, f = obs.shape[-2:]
         width = self.hidden + 1
         x, a, z = self._buffers(services, 1, f)
@@ -187,9 +187,8 @@ class Policy:
         rows = z[:pooled].reshape(services, width)
         np.matmul(a, self.fused.w2, out=rows)
         np.tanh(rows, out=rows)
-        np.add.reduce(rows, axis=0, out=z[pooled : pooled + width])
-        np.maximum.reduce(rows, axis=0, out=z[pooled + width : pooled + 2 * width])
-        np.maximum.reduce(x, axis=0, out=z[pooled + 2 * width :])
+        np.maximum.reduce(rows, axis=0, out=z[pooled : pooled + width])
+        np.maximum.reduce(x, axis=0, out=z[pooled + width :])
         out = z @ self._one_node_heads(services)  # 4 (S + 2) logits, then the 3 pressure parts
         logits, parts = out[: -len(PRESSURE_PARTS)], out[-len(PRESSURE_PARTS) :]
         np.maximum(parts, 1e-6, out=parts)
@@ -198,21 +197,23 @@ class Policy:
         return logits
 
     def _one_node_heads(self, services: int) -> np.ndarray:
-        """The one-node path's matrix for S services: from [S hidden rows | their sum | their max | the max of the
-        raw rows (its constant 1 last)] to [S scale rows | offload | the power head's part before the pressures |
-        the 3 pressure parts]: the batched path's heads, placed where their inputs sit."""
+        """The one-node path's matrix for S services: from [S hidden rows | their max | the max of the raw rows (its
+        constant 1 last)] to [S scale rows | offload | the power head's part before the pressures | the 3 pressure
+        parts]: the batched path's heads, placed where their inputs sit; the heads' part on the rows' mean is on every
+        row (a matmul is linear: the sum's weights on each row give the weights on the sum)."""
         heads = self.fused.one_node_heads.get(services)
         if heads is None:
             width, choices = self.hidden + 1, SCALE_CHOICES
-            total, peak, raw = services * width, (services + 1) * width, (services + 2) * width
+            peak, raw = services * width, (services + 1) * width
             heads = np.zeros((raw + self.w1.shape[0] + 1, choices * (services + 2) + len(PRESSURE_PARTS)), np.float32)
+            offload = slice(services * choices, (services + 1) * choices)
             for s in range(services):
                 column = slice(s * choices, (s + 1) * choices)
                 heads[s * width : s * width + self.hidden, column] = self.fused.w_row  # its constant unit: 0
-                heads[total:peak, column] = self.fused.on_sum[:, :choices] / services
+                for row in range(services):  # every row feeds every service's context through the mean
+                    heads[row * width : (row + 1) * width, column] += self.fused.on_sum[:, :choices] / services
                 heads[peak:raw, column] = self.fused.on_max[:, :choices]
-            offload = slice(services * choices, (services + 1) * choices)
-            heads[total:peak, offload] = self.fused.on_sum[:, choices:] / services
+                heads[s * width : (s + 1) * width, offload] = self.fused.on_sum[:, choices:] / services
             heads[peak:raw, offload] = self.fused.on_max[:, choices:]
             heads[raw:, (services + 1) * choices :] = self.fused.w_power_raw
             self.fused.one_node_heads[services] = heads
@@ -228,7 +229,7 @@ class Policy:
             x = np.empty((rows, features + 1), np.float32)
             x[:, features] = 1.0  # the bias input
             if nodes == 1:  # _one_node_logits: the first layer, then the node's one vector
-                cache[key] = (x, np.empty((rows, width), np.float32), np.empty((services + 2) * width + features + 1, np.float32))
+                cache[key] = (x, np.empty((rows, width), np.float32), np.empty((services + 1) * width + features + 1, np.float32))
             else:  # a (with the constant unit), b, [sum, max] of b over services, raw_peak, the logits by action
                 # dimension, a pair of context parts, the scale context, the scale and offload biases row by row
                 shapes = (
