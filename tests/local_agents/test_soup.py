@@ -48,12 +48,13 @@ def test_bad_mixes_are_refused_with_the_reason(tmp_path: Path) -> None:
     (tmp_path / "broken.npz").write_bytes(b"not a zip")
     with pytest.raises(PolicyError, match=r"broken\.npz: corrupted policy file"):
         mix(a, tmp_path / "broken.npz", 0.5, tmp_path / "m.npz")
-    narrow = {k: np.zeros_like(getattr(load_policy(a), k)) for k in ARRAYS}  # a policy with 32 hidden units
-    f, h = narrow["w1"].shape[0], 32
+    narrow = {k: np.zeros_like(getattr(load_policy(a), k)) for k in ARRAYS}  # a policy half as wide
+    f, width = narrow["w1"].shape[0], load_policy(a).hidden
+    h = width // 2
     narrow.update(w1=np.zeros((f, h)), b1=np.zeros(h), w2=np.zeros((h, h)), b2=np.zeros(h), w_scale=np.zeros((3 * h, 4)),
                   w_offload=np.zeros((2 * h, 4)))  # fmt: skip
     save_policy(tmp_path / "narrow.npz", narrow, {})
-    with pytest.raises(PolicyError, match=r"narrow\.npz: w1 has shape \(\d+, 32\), .*a\.npz has \(\d+, 64\)"):
+    with pytest.raises(PolicyError, match=rf"narrow\.npz: w1 has shape \(\d+, {h}\), .*a\.npz has \(\d+, {width}\)"):
         mix(a, tmp_path / "narrow.npz", 0.5, tmp_path / "m.npz")
     old = {k: getattr(load_policy(a), k) for k in ARRAYS if "power" not in k}
     with (tmp_path / "format1.npz").open("wb") as handle:
