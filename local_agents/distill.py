@@ -9,7 +9,8 @@ the student (a ``mappo.Actor`` of width ``hidden``) learns to match the teacher'
 action dimension (the KL divergence from the teacher, masked choices excluded). The ticks are driven by the
 teacher at first and more and more by the student itself (its own sampled moves, exactly as it will act), so it
 learns what the teacher would do in the states its own mistakes lead to. Episodes sample the reward weights as
-training does (a Dirichlet around the defaults), so the student follows the manager's rewrites like its teacher.
+training does (a Dirichlet around the defaults), and every batch is labelled a second time under rewritten weights
+(one component scaled, as a manager's rewrite does), so the student follows the manager's rewrites like its teacher.
 
 Why a narrower network: the actor's cost at 1,000 nodes is mostly its two hidden layers (a 64-wide second layer is
 64 x 64 multiply-adds per cell); at width 32 they cost about a quarter as much. The teacher's own training is what
@@ -28,11 +29,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from local_agents.act import POLICY_FORMAT, Policy, PolicyError, load_policy, save_policy
+from local_agents.act import POLICY_FORMAT, WEIGHT_COLUMNS, Policy, PolicyError, load_policy, save_policy
 from local_agents.mappo import TRAIN_SEED_BASE, Actor, TrainSettings, git_commit, training_scenarios
 from simulators.env import SCALE_CHOICES, ClusterEnv
 from simulators.errors import ConfigError
-from simulators.rewards import sample_weights
+from simulators.rewards import REWARD_COMPONENTS, sample_weights
 from simulators.scenarios import Scenario, load_scenario
 
 
@@ -57,6 +58,10 @@ class DistillSettings:
     """DAgger: the share of ticks the student's own moves drive, rising from 0 to this over the first half."""
     weight_concentration: float = 5.0
     """Dirichlet concentration of the episodes' reward weights (the shipped power head trained at 5)."""
+    rewrites: bool = True
+    """Also label every batch under rewritten weights (one component scaled by 1/4 to 4, as a manager does): the
+    teacher's response to a rewrite is a small shift of its choice distributions, which matching only the weights
+    each episode ran with left out (a student without these copies did not respond to a 3x SLA weight at all)."""
     max_train_nodes: int = 50
     scenarios: tuple[str, ...] = ()
     """Scenario files (default: training's curriculum, every shipped scenario with at most max_train_nodes nodes)."""
@@ -145,8 +150,8 @@ class Distiller:
         """Minibatch Adam on the mean KL per agent-tick; also the KL and the greedy agreement on the fresh batch,
         before any step on it (the student has not trained on these ticks yet)."""
         s = self.settings
-        tensors = self.label(batches)
-        stats = self.agreement(tensors)
+        stats = self.agreement(self.label(batches))
+        tensors = self.label(batches + self.rewritten(batches) if s.rewrites else batches)
         total = sum(obs.shape[0] * obs.shape[1] for obs, _, _ in tensors)
         for _ in range(s.epochs):
             orders = [torch.randperm(obs.shape[0]) for obs, _, _ in tensors]
@@ -161,6 +166,17 @@ class Distiller:
                 loss.backward()
                 self.optimizer.step()
         return stats
+
+    def rewritten(self, batches: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The same ticks under other weights: per batch, one reward component's weight scaled by a factor between
+        1/4 and 4 (log-uniform), capped as the observer caps it; the masks do not depend on the weights."""
+        rewritten = []
+        for obs, masks in batches:
+            other = obs.copy()
+            column = WEIGHT_COLUMNS.start + int(self.rng.integers(len(REWARD_COMPONENTS)))
+            other[..., column] = np.minimum(other[..., column] * np.exp(self.rng.uniform(-np.log(4.0), np.log(4.0))), 10.0)
+            rewritten.append((other, masks))
+        return rewritten
 
     def label(self, batches: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """(observations, masks) -> (observations, the teacher's logits, allowed choices (T, N, S + 2, 4)) tensors."""

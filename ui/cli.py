@@ -382,6 +382,9 @@ def distill(
     student_share: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="DAgger: share of ticks the student drives, reached half-way.")
     ] = 0.75,
+    rewrites: Annotated[
+        bool, typer.Option(help="Also match the teacher under rewritten weights (one component x 1/4..4), as a manager rewrites them.")
+    ] = True,
     scenario: Annotated[
         list[Path] | None, typer.Option(help="A scenario file to learn on; repeatable (default: every shipped one of at most 50 nodes).")
     ] = None,
@@ -392,7 +395,7 @@ def distill(
     from local_agents.distill import Distiller, DistillSettings
 
     try:
-        given = {"hidden": hidden, "total_agent_steps": agent_steps, "seed": seed, "student_share": student_share}
+        given = {"hidden": hidden, "total_agent_steps": agent_steps, "seed": seed, "student_share": student_share, "rewrites": rewrites}
         settings = DistillSettings(teacher=teacher, out=out, scenarios=tuple(str(path) for path in scenario or ()), **given)
         distiller = Distiller(settings)
     except InputError as exc:
@@ -460,6 +463,9 @@ def eval_suite(
     ] = 0,
     out: Annotated[Path, typer.Option(help="Output folder for results.json, report.md and plots.")] = Path("out/eval"),
     jobs: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
+    rewrites: Annotated[
+        bool, typer.Option(help="Also match the teacher under rewritten weights (one component x 1/4..4), as a manager rewrites them.")
+    ] = True,
     scenario: Annotated[
         list[Path] | None, typer.Option("--scenario", "-s", help="Run these scenario files instead of a suite (repeatable).")
     ] = None,
