@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from local_agents.act import DEFAULT_POLICY, PolicyError, load_policy
+from local_agents.act import DEFAULT_POLICY, WEIGHT_COLUMNS, PolicyError, load_policy
 from local_agents.distill import Distiller, DistillSettings, masked_kl
+from simulators.env import N_FEATURES
+from simulators.rewards import REWARD_COMPONENTS, RewardWeights
 from tests.local_agents.test_marl import toy, write_policy_like
 
 
@@ -60,3 +62,24 @@ def test_ama_distill_runs_and_refuses_a_teacher_it_cannot_use(tmp_path: Path) ->
         assert len(bad.stderr.strip().splitlines()) == 1
     with pytest.raises(PolicyError, match=r"missing\.npz: no such policy file"):
         Distiller(DistillSettings(teacher=tmp_path / "missing.npz"))
+
+
+def test_rewritten_batches_change_one_weight_everywhere_by_at_most_4x() -> None:
+    distiller = Distiller(DistillSettings(DEFAULT_POLICY))
+    rng = np.random.default_rng(0)
+    obs = rng.uniform(0.05, 1.0, size=(7, 4, 3, N_FEATURES)).astype(np.float32)
+    obs[..., WEIGHT_COLUMNS] = RewardWeights().as_array()
+    masks = np.ones((7, 4, 20), np.int8)
+    changed_columns = set()
+    before = obs.copy()
+    rewritten = distiller.rewritten([(obs, masks)] * 40)
+    assert (obs == before).all()  # the original batch is left as it was
+    for other, other_masks in rewritten:
+        assert other_masks is masks
+        differs = np.flatnonzero((other != obs).any(axis=(0, 1, 2)))
+        assert len(differs) == 1 and WEIGHT_COLUMNS.start <= differs[0] < WEIGHT_COLUMNS.stop
+        column = differs[0]
+        ratio = other[..., column] / obs[..., column]
+        assert np.allclose(ratio, ratio.flat[0]) and 0.25 - 1e-6 <= ratio.flat[0] <= 4.0 + 1e-6
+        changed_columns.add(column)
+    assert len(changed_columns) == len(REWARD_COMPONENTS)
