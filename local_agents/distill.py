@@ -108,6 +108,8 @@ class Distiller:
         self.next_seed = TRAIN_SEED_BASE
         self.agent_steps, self.iteration, self.wall_s = 0, 0, 0.0
         self.curves: list[dict[str, float]] = []
+        self.commit = git_commit()
+        """The code this run loaded, read at the start: files edited while it runs do not change what it runs."""
 
     def _new_env(self) -> tuple[ClusterEnv, np.ndarray, np.ndarray]:
         path = self.scenarios[int(self.rng.integers(len(self.scenarios)))]
@@ -239,7 +241,7 @@ class Distiller:
         provenance = {"distilled": {"teacher": teacher, "settings": s.as_dict(), "iterations": self.iteration,
                                     "agent_steps": self.agent_steps, "wall_s": round(self.wall_s, 1),
                                     "last_batch": {k: v for k, v in last.items() if k.startswith(("kl", "agree"))}},
-                      "commit": git_commit(), "torch": torch.__version__}  # fmt: skip
+                      "commit": self.commit, "torch": torch.__version__}  # fmt: skip
         save_policy(s.out / "policy.npz", {**self.student.export(), "reference": self.teacher.reference}, provenance)
         write_curves(self.curves, s.out)
 
