@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import math
 import os
@@ -76,6 +77,19 @@ class PolicyError(InputError):
     """A policy file that is missing, corrupted or incompatible with this version's observations."""
 
 
+def file_digest(path: Path) -> str:
+    """The first 16 hex digits of a file's SHA-256: how a derived policy names the files it came from."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def require_current_format(policy: Policy, path: Path, use: str) -> None:
+    """PolicyError naming the file unless it is of the current format (format 1's power head is a stand-in that
+    always holds, not weights another policy could be built from)."""
+    found = policy.provenance.get("format")
+    if found != POLICY_FORMAT:
+        raise PolicyError(f"{path}: policy format {found!r}; only {POLICY_FORMAT!r} policies {use}")
+
+
 @dataclass
 class Policy:
     """The actor's weights as float32 numpy arrays, plus where they came from."""
@@ -94,8 +108,9 @@ class Policy:
     """Each feature's mean over training observations (the baseline of the explanations)."""
     provenance: dict[str, Any]
     path: Path | None = None
-    workspace: dict[tuple[int, int], tuple[np.ndarray, ...]] = field(default_factory=dict, repr=False, compare=False)
-    """Hidden-layer buffers by (services, nodes), reused from call to call (see ``logits``)."""
+    workspace: dict[tuple[int, int], tuple[np.ndarray, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """Buffers by (services, nodes), reused from call to call (see ``logits``): the layers' and heads' outputs, and
+    the heads' biases row by row (derived from this policy's weights, so never shared with another policy)."""
     fused: _Fused = field(init=False, repr=False, compare=False)
     """The same weights laid out for inference (``_fuse``), derived once here: the arrays are not changed afterwards."""
 
@@ -183,12 +198,12 @@ class Policy:
         np.copyto(x[:, :f], obs.reshape(services, f))
         np.matmul(x, self.fused.w1, out=a)
         np.tanh(a, out=a)
-        pooled = services * width
-        rows = z[:pooled].reshape(services, width)
+        rows_end = services * width
+        rows = z[:rows_end].reshape(services, width)
         np.matmul(a, self.fused.w2, out=rows)
         np.tanh(rows, out=rows)
-        np.maximum.reduce(rows, axis=0, out=z[pooled : pooled + width])
-        np.maximum.reduce(x, axis=0, out=z[pooled + width :])
+        np.maximum.reduce(rows, axis=0, out=z[rows_end : rows_end + width])
+        np.maximum.reduce(x, axis=0, out=z[rows_end + width :])
         out = z @ self._one_node_heads(services)  # 4 (S + 2) logits, then the 3 pressure parts
         logits, parts = out[: -len(PRESSURE_PARTS)], out[-len(PRESSURE_PARTS) :]
         np.maximum(parts, 1e-6, out=parts)
@@ -330,14 +345,13 @@ def _argmax_of_four(logits: np.ndarray) -> np.ndarray:
     """``logits.argmax(axis=-1)`` over 4 choices. Beyond ``_ARGMAX_IN_ONE_LOOP`` logits, as a tournament of elementwise
     comparisons, ties to the lower choice like argmax: there numpy's argmax gets about 4x slower per row (1,000 nodes:
     100 µs against 60), below it the tournament's dozen calls cost more than the whole argmax (one node: 14 µs
-    against 1)."""
+    against 1). Logits are never NaN (``load_policy`` refuses non-finite weights), where the two would differ."""
     if logits.size <= _ARGMAX_IN_ONE_LOOP:
         return logits.argmax(axis=-1)
     first, second, third, fourth = (logits[..., c] for c in range(SCALE_CHOICES))
     upper = np.maximum(third, fourth) > np.maximum(first, second)
     choice = np.where(upper, fourth > third, second > first).astype(np.int64)
-    choice += upper
-    choice += upper
+    choice += 2 * upper
     return choice
 
 
@@ -354,7 +368,8 @@ _SATURATE = 20.0
 @dataclass
 class _Fused:
     """The actor's weights rearranged for one matmul per layer: each layer has one extra input that is always 1
-    (its row holds the bias) and one extra output unit that saturates to 1 (the next layer's bias input)."""
+    (its row holds the bias) and one extra output unit that saturates to 1 (the next layer's bias input). The batched
+    path's second layer drops that unit (``w2_rows``) and adds the heads' biases itself (``head_bias``)."""
 
     w1: np.ndarray
     w2: np.ndarray
@@ -367,7 +382,7 @@ class _Fused:
     """(8,): the scale heads' and the offload head's biases (what the constant unit carries in ``on_max``)."""
     w_power_raw: np.ndarray
     """(F + 1, 4 + 3): the power head's weights on the maximum of the node's raw rows and its bias (on their constant
-    input), then the maps to the weights' pressure parts (``log_pressures``), in one matmul."""
+    input), then the maps to the weights' pressure parts (``log_pressures``): one matmul in the one-node path."""
     w_power_pressure: np.ndarray
     """(3, 4): the power head's weights on the log pressure parts (the logs' map folded in; its shift is in the bias)."""
     w_power_lead: np.ndarray
@@ -385,8 +400,9 @@ def _fuse(policy: Policy) -> _Fused:
     w2 = np.zeros((h + 1, h + 1), np.float32)
     w2[:h, :h], w2[h, :h], w2[h, h] = policy.w2, policy.b2, _SATURATE
     w_row = np.ascontiguousarray(policy.w_scale[:h])  # (H, 4): a service's scale logits from its own row
-    # the heads' inputs: the sum of the node's rows (h + 1; its constant unit is S) and their max (its constant unit
-    # is 1: the row that carries the biases); each head's first half is the scale heads' context part, then offload
+    # the heads' weights on the sum of the node's rows (row h, the constant unit's, is 0) and on their max (row h
+    # carries the biases: the max of a unit that is always 1); each head's first half is the scale heads' context
+    # part, then offload
     on_sum = np.zeros((h + 1, 2 * SCALE_CHOICES), np.float32)
     on_sum[:h] = np.concatenate([policy.w_scale[h : 2 * h], policy.w_offload[:h]], axis=1)
     on_max = np.zeros((h + 1, 2 * SCALE_CHOICES), np.float32)
@@ -399,7 +415,21 @@ def _fuse(policy: Policy) -> _Fused:
     power_pressure = (PRESSURE_LOGS @ on_pressures).astype(np.float32)
     power_lead, power_parts = (np.ascontiguousarray(half) for half in np.split(w_power_raw, [SCALE_CHOICES], axis=1))
     w2_rows = np.ascontiguousarray(w2[:, :h])
-    return _Fused(w1, w2, w_row, on_sum, on_max, w2_rows, on_max[h].copy(), w_power_raw, power_pressure, power_lead, power_parts, {}, {})
+    return _Fused(
+        w1=w1,
+        w2=w2,
+        w_row=w_row,
+        on_sum=on_sum,
+        on_max=on_max,
+        w2_rows=w2_rows,
+        head_bias=on_max[h].copy(),
+        w_power_raw=w_power_raw,
+        w_power_pressure=power_pressure,
+        w_power_lead=power_lead,
+        w_power_parts=power_parts,
+        context_heads={},
+        one_node_heads={},
+    )
 
 
 def _pressure_maps() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

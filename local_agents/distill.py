@@ -4,7 +4,9 @@ cost, for the 1,000-node decision budget. Called by ``ama distill`` (ui/cli.py) 
 student's ``policy.npz`` (read by local_agents.act like any other policy) and its curves (``curves.csv``,
 ``curves.png``).
 
-Policy distillation with DAgger: every tick of every environment is labelled with the teacher's full logits, and
+Policy distillation with DAgger, on the training curriculum's scenarios (local_agents.mappo: every shipped scenario
+of at most 50 nodes, drawn uniformly: no small-clusters-first phase, the teacher already acts on every size). Every
+tick of every environment is labelled with the teacher's full logits, and
 the student (a ``mappo.Actor`` of width ``hidden``) learns to match the teacher's choice distribution on every
 action dimension (the KL divergence from the teacher, masked choices excluded). The ticks are driven by the
 teacher at first and more and more by the student itself (its own sampled moves, exactly as it will act), so it
@@ -12,15 +14,14 @@ learns what the teacher would do in the states its own mistakes lead to. Episode
 training does (a Dirichlet around the defaults), and every batch is labelled a second time under rewritten weights
 (one component scaled, as a manager's rewrite does), so the student follows the manager's rewrites like its teacher.
 
-Why a narrower network: the actor's cost at 1,000 nodes is mostly its two hidden layers (a 64-wide second layer is
-64 x 64 multiply-adds per cell); at width 32 they cost about a quarter as much. The teacher's own training is what
+Why a narrower network: the actor's cost at 1,000 nodes is mostly its two hidden layers (29 x 65 + 65 x 64
+multiply-adds per cell at width 64); at width 32 they are about a third of that. The teacher's own training is what
 finds the behaviour (imitation of the node rule, PPO, head fine-tuning, a weight soup); distillation copies it.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,8 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from local_agents.act import POLICY_FORMAT, WEIGHT_COLUMNS, Policy, PolicyError, load_policy, save_policy
-from local_agents.mappo import TRAIN_SEED_BASE, Actor, TrainSettings, git_commit, training_scenarios
+from local_agents.act import WEIGHT_COLUMNS, Policy, file_digest, load_policy, require_current_format, save_policy
+from local_agents.mappo import TRAIN_SEED_BASE, Actor, TrainSettings, git_commit, masked_distribution, training_scenarios
 from simulators.env import SCALE_CHOICES, ClusterEnv
 from simulators.errors import ConfigError
 from simulators.rewards import REWARD_COMPONENTS, sample_weights
@@ -81,10 +82,7 @@ class DistillSettings:
 
 def masked_kl(student: torch.Tensor, teacher: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     """KL(teacher || student) per action dimension over the allowed choices: logits (..., D, 4), mask (..., D, 4)."""
-    never = torch.full_like(student, -1e9)
-    log_q = torch.log_softmax(torch.where(allowed, student, never), dim=-1)
-    log_p = torch.log_softmax(torch.where(allowed, teacher, never), dim=-1)
-    return (log_p.exp() * (log_p - log_q)).masked_fill(~allowed, 0.0).sum(-1)
+    return torch.distributions.kl_divergence(masked_distribution(teacher, allowed), masked_distribution(student, allowed))
 
 
 class Distiller:
@@ -94,9 +92,8 @@ class Distiller:
     def __init__(self, settings: DistillSettings, progress: Any = None) -> None:
         self.settings, self.progress = settings, progress
         self.teacher = load_policy(settings.teacher)
-        if self.teacher.provenance.get("format") != POLICY_FORMAT:  # format 1's power head is a stand-in, not weights
-            found = self.teacher.provenance.get("format")
-            raise PolicyError(f"{settings.teacher}: policy format {found!r}; only {POLICY_FORMAT!r} policies distil")
+        require_current_format(self.teacher, settings.teacher, "distil")
+        self.teacher_digest = file_digest(settings.teacher)
         torch.manual_seed(settings.seed)
         self.rng = np.random.default_rng(settings.seed)
         self.student = Actor(settings.hidden)
@@ -152,8 +149,10 @@ class Distiller:
         """Minibatch Adam on the mean KL per agent-tick; also the KL and the greedy agreement on the fresh batch,
         before any step on it (the student has not trained on these ticks yet)."""
         s = self.settings
-        stats = self.agreement(self.label(batches))
-        tensors = self.label(batches + self.rewritten(batches) if s.rewrites else batches)
+        tensors = self.label(batches)
+        stats = self.agreement(tensors)
+        if s.rewrites:
+            tensors += self.label(self.rewritten(batches))
         total = sum(obs.shape[0] * obs.shape[1] for obs, _, _ in tensors)
         for _ in range(s.epochs):
             orders = [torch.randperm(obs.shape[0]) for obs, _, _ in tensors]
@@ -235,8 +234,7 @@ class Distiller:
 
     def save(self) -> None:
         s = self.settings
-        teacher = {"file": str(s.teacher), "sha256_16": hashlib.sha256(s.teacher.read_bytes()).hexdigest()[:16],
-                   "provenance": self.teacher.provenance}  # fmt: skip
+        teacher = {"file": str(s.teacher), "sha256_16": self.teacher_digest, "provenance": self.teacher.provenance}
         last = self.curves[-1] if self.curves else {}
         provenance = {"distilled": {"teacher": teacher, "settings": s.as_dict(), "iterations": self.iteration,
                                     "agent_steps": self.agent_steps, "wall_s": round(self.wall_s, 1),

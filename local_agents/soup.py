@@ -12,14 +12,9 @@ is mixed, ``(1 - alpha) * A + alpha * B``; the two must have the same shapes.
 from __future__ import annotations
 
 import argparse
-import hashlib
 from pathlib import Path
 
-from local_agents.act import ARRAYS, POLICY_FORMAT, PolicyError, load_policy, save_policy
-
-
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+from local_agents.act import ARRAYS, PolicyError, file_digest, load_policy, require_current_format, save_policy
 
 
 def mix(first: Path, second: Path, alpha: float, out: Path) -> None:
@@ -28,13 +23,12 @@ def mix(first: Path, second: Path, alpha: float, out: Path) -> None:
         raise PolicyError(f"alpha {alpha} is outside [0, 1]")
     a, b = load_policy(first), load_policy(second)
     for path, policy in ((first, a), (second, b)):
-        if policy.provenance.get("format") != POLICY_FORMAT:  # format 1's power head is a stand-in, not weights
-            raise PolicyError(f"{path}: policy format {policy.provenance.get('format')!r}; only {POLICY_FORMAT!r} policies mix")
+        require_current_format(policy, path, "mix")
     for name in ARRAYS:
         if getattr(a, name).shape != getattr(b, name).shape:
             raise PolicyError(f"{second}: {name} has shape {getattr(b, name).shape}, {first} has {getattr(a, name).shape}")
     arrays = {name: (1.0 - alpha) * getattr(a, name) + alpha * getattr(b, name) for name in ARRAYS}
-    parents = [{"file": str(p), "sha256_16": _file_digest(p), "provenance": q.provenance} for p, q in ((first, a), (second, b))]
+    parents = [{"file": str(p), "sha256_16": file_digest(p), "provenance": q.provenance} for p, q in ((first, a), (second, b))]
     save_policy(out, arrays, {"soup": {"alpha": alpha, "parents": parents}})
 
 

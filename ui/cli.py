@@ -376,7 +376,7 @@ def train(
 def distill(
     teacher: Annotated[Path, typer.Argument(help="The trained policy (.npz) to copy, e.g. local_agents/policies/default.npz.")],
     out: Annotated[Path, typer.Option(help="Folder for policy.npz and curves.csv/png.")] = Path("runs/distill"),
-    hidden: Annotated[int, typer.Option(min=1, help="The student's hidden width (the shipped policy's: 32, its teacher's: 64).")] = 32,
+    hidden: Annotated[int, typer.Option(min=1, help="The student's hidden width (the teacher's is in its file).")] = 32,
     agent_steps: Annotated[int, typer.Option(min=1, help="Labelled agent-steps (one node, one tick).")] = 4_000_000,
     seed: Annotated[int, typer.Option(help="Seed of the student, the curriculum and the sampled weights.")] = 0,
     student_share: Annotated[
@@ -463,9 +463,6 @@ def eval_suite(
     ] = 0,
     out: Annotated[Path, typer.Option(help="Output folder for results.json, report.md and plots.")] = Path("out/eval"),
     jobs: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
-    rewrites: Annotated[
-        bool, typer.Option(help="Also match the teacher under rewritten weights (one component x 1/4..4), as a manager rewrites them.")
-    ] = True,
     scenario: Annotated[
         list[Path] | None, typer.Option("--scenario", "-s", help="Run these scenario files instead of a suite (repeatable).")
     ] = None,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from local_agents.act import DEFAULT_POLICY, WEIGHT_COLUMNS, PolicyError, load_policy
+from local_agents.act import DEFAULT_POLICY, WEIGHT_COLUMNS, PolicyError, file_digest, load_policy
 from local_agents.distill import Distiller, DistillSettings, masked_kl
 from simulators.env import N_FEATURES
 from simulators.rewards import REWARD_COMPONENTS, RewardWeights
@@ -36,6 +36,7 @@ def test_a_short_distillation_brings_the_student_close_to_its_teacher(tmp_path: 
     assert student.hidden == 16 and summary["agent_steps"] >= 12_000
     teacher = student.provenance["distilled"]["teacher"]
     assert teacher["file"] == str(DEFAULT_POLICY) and teacher["provenance"] == load_policy().provenance
+    assert teacher["sha256_16"] == file_digest(DEFAULT_POLICY) and student.provenance["commit"] == distiller.commit
     np.testing.assert_array_equal(student.reference, load_policy().reference)
     assert (tmp_path / "run" / "curves.csv").exists() and (tmp_path / "run" / "curves.png").exists()
 
@@ -64,8 +65,8 @@ def test_ama_distill_runs_and_refuses_a_teacher_it_cannot_use(tmp_path: Path) ->
         Distiller(DistillSettings(teacher=tmp_path / "missing.npz"))
 
 
-def test_rewritten_batches_change_one_weight_everywhere_by_at_most_4x() -> None:
-    distiller = Distiller(DistillSettings(DEFAULT_POLICY))
+def test_rewritten_batches_change_one_weight_everywhere_by_at_most_4x(tmp_path: Path) -> None:
+    distiller = Distiller(DistillSettings(DEFAULT_POLICY, scenarios=(str(toy(tmp_path)),)))
     rng = np.random.default_rng(0)
     obs = rng.uniform(0.05, 1.0, size=(7, 4, 3, N_FEATURES)).astype(np.float32)
     obs[..., WEIGHT_COLUMNS] = RewardWeights().as_array()

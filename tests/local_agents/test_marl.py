@@ -184,6 +184,21 @@ def test_greedy_choices_are_argmax_of_the_allowed_logits_with_ties_to_the_lower_
         chosen = policy.act(obs, mask)
         np.testing.assert_array_equal(chosen, logits.argmax(axis=-1))
         assert chosen.dtype == np.int64 and len(np.unique(chosen)) > 1
+        sampled = policy.act(obs, mask, rng)  # sampled choices, but the power row is still the most likely allowed one
+        np.testing.assert_array_equal(sampled[:, -1], logits[:, -1].argmax(axis=-1))
+        assert (sampled[:, :-1] != chosen[:, :-1]).any()
+
+
+def test_each_call_returns_its_own_logits() -> None:
+    """The buffers are reused from call to call; what a call returns is not (act changes it in place)."""
+    policy, rng = load_policy(), np.random.default_rng(4)
+    for nodes in (1, 300):
+        first_obs, second_obs = rng.uniform(0, 1, size=(2, nodes, 3, N_FEATURES)).astype(np.float32)
+        first = policy.logits(first_obs)
+        kept = first.copy()
+        policy.logits(second_obs)
+        policy.act(second_obs, np.ones((nodes, 20), np.int8), rng)
+        np.testing.assert_array_equal(first, kept)
 
 
 def test_a_weight_rewrite_changes_what_the_policy_sees_and_does() -> None:
