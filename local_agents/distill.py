@@ -21,7 +21,6 @@ finds the behaviour (imitation of the node rule, PPO, head fine-tuning, a weight
 
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ import numpy as np
 import torch
 
 from local_agents.act import WEIGHT_COLUMNS, Policy, file_digest, load_policy, require_current_format, save_policy
-from local_agents.mappo import TRAIN_SEED_BASE, Actor, TrainSettings, git_commit, masked_distribution, training_scenarios
+from local_agents.mappo import TRAIN_SEED_BASE, Actor, TrainSettings, git_commit, masked_distribution, training_scenarios, write_rows_csv
 from simulators.env import SCALE_CHOICES, ClusterEnv
 from simulators.errors import ConfigError
 from simulators.rewards import REWARD_COMPONENTS, sample_weights
@@ -105,6 +104,8 @@ class Distiller:
         self.next_seed = TRAIN_SEED_BASE
         self.agent_steps, self.iteration, self.wall_s = 0, 0, 0.0
         self.curves: list[dict[str, float]] = []
+        self.student_driven = 0.0
+        """The share of the last rollout's ticks the student's own moves drove (DAgger)."""
         self.commit = git_commit()
         """The code this run loaded, read at the start: files edited while it runs do not change what it runs."""
 
@@ -128,7 +129,7 @@ class Distiller:
             self.envs.append(self._new_env())
         share = s.student_share * min(2.0 * self.agent_steps / s.total_agent_steps, 1.0)
         student = self.student_policy()
-        batches = []
+        batches, student_ticks, ticks = [], 0, 0
         for k in range(len(self.envs)):
             env, obs, mask = self.envs[k]
             observed, masks = [], []
@@ -136,6 +137,8 @@ class Distiller:
                 observed.append(obs.copy())
                 masks.append(mask.copy())
                 driver = student if self.rng.random() < share else self.teacher
+                student_ticks += driver is student
+                ticks += 1
                 obs, mask, _, _, done = env.step_arrays(driver.act(obs, mask, self.rng))
                 self.agent_steps += env.n_nodes
                 if done:
@@ -143,6 +146,7 @@ class Distiller:
                     break  # another cluster shape, perhaps: this batch ends here
             self.envs[k] = (env, obs, mask)
             batches.append((np.stack(observed), np.stack(masks)))
+        self.student_driven = student_ticks / max(ticks, 1)
         return batches
 
     def update(self, batches: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
@@ -220,7 +224,8 @@ class Distiller:
             elapsed = time.perf_counter() - started
             self.wall_s += elapsed
             row = {"iteration": self.iteration, "agent_steps": self.agent_steps, "wall_s": round(self.wall_s, 2),
-                   "agent_steps_per_s": round((self.agent_steps - before) / max(elapsed, 1e-9), 1), **stats}  # fmt: skip
+                   "agent_steps_per_s": round((self.agent_steps - before) / max(elapsed, 1e-9), 1),
+                   "student_driven": round(self.student_driven, 4), **stats}  # fmt: skip
             self.curves.append(row)
             if self.progress is not None:
                 line = f"KL {stats['kl_per_agent']:.4f}, same greedy choice: scale {stats['agree_scale']:.1%}"
@@ -241,17 +246,14 @@ class Distiller:
                                     "last_batch": {k: v for k, v in last.items() if k.startswith(("kl", "agree"))}},
                       "commit": self.commit, "torch": torch.__version__}  # fmt: skip
         save_policy(s.out / "policy.npz", {**self.student.export(), "reference": self.teacher.reference}, provenance)
-        write_curves(self.curves, s.out)
+        write_distill_curves(self.curves, s.out)
 
 
-def write_curves(rows: list[dict[str, float]], out: Path) -> None:
+def write_distill_curves(rows: list[dict[str, float]], out: Path) -> None:
     """``curves.csv`` (one row per iteration) and ``curves.png``: the KL and the greedy agreement per head."""
     if not rows:
         return
-    with (out / "curves.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows_csv(rows, out / "curves.csv")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -709,18 +709,24 @@ def git_commit() -> str:
         return "unknown"
 
 
+def write_rows_csv(rows: list[dict[str, Any]], path: Path, skip: tuple[str, ...] = ()) -> None:
+    """Rows as CSV with every key any row has (in first-seen order; blank where a row lacks one); nothing if no rows.
+    The trainer's and the distiller's curves."""
+    if not rows:
+        return
+    keys = list(dict.fromkeys(k for r in rows for k in r if k not in skip))
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows([{k: r.get(k, "") for k in keys} for r in rows])
+
+
 def write_curves(curves: list[dict[str, Any]], out: Path) -> None:
     """``curves.csv`` (one row per iteration; episode returns in ``episodes.csv``) and ``curves.png``."""
     iterations = [r for r in curves if r.get("kind") == "iteration"]
     episodes = [r for r in curves if r.get("kind") == "episode"]
     for name, rows in (("curves.csv", iterations), ("episodes.csv", episodes)):
-        if not rows:
-            continue
-        keys = list(dict.fromkeys(k for r in rows for k in r if k != "kind"))
-        with (out / name).open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows([{k: r.get(k, "") for k in keys} for r in rows])
+        write_rows_csv(rows, out / name, skip=("kind",))
     if not iterations:
         return
     import matplotlib

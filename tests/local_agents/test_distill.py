@@ -39,6 +39,8 @@ def test_a_short_distillation_brings_the_student_close_to_its_teacher(tmp_path: 
     assert teacher["sha256_16"] == file_digest(DEFAULT_POLICY) and student.provenance["commit"] == distiller.commit
     np.testing.assert_array_equal(student.reference, load_policy().reference)
     assert (tmp_path / "run" / "curves.csv").exists() and (tmp_path / "run" / "curves.png").exists()
+    driven = [row["student_driven"] for row in distiller.curves]  # DAgger: the teacher drives first, then the student too
+    assert driven[0] == 0.0 and max(driven[len(driven) // 2 :]) > 0.3
 
 
 def test_the_kl_ignores_masked_choices_and_is_zero_for_the_same_logits() -> None:
@@ -52,10 +54,11 @@ def test_the_kl_ignores_masked_choices_and_is_zero_for_the_same_logits() -> None
 
 def test_ama_distill_runs_and_refuses_a_teacher_it_cannot_use(tmp_path: Path) -> None:
     base = [sys.executable, "-m", "ui.cli", "distill"]
-    given = ["--out", str(tmp_path / "run"), "--agent-steps", "100", "--hidden", "8", "--scenario", str(toy(tmp_path))]
+    given = ["--out", str(tmp_path / "run"), "--agent-steps", "100", "--hidden", "8", "--scenario", str(toy(tmp_path)), "--no-rewrites"]
     run = subprocess.run([*base, str(DEFAULT_POLICY), *given], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    assert load_policy(Path(json.loads(run.stdout)["policy"])).hidden == 8
+    student = load_policy(Path(json.loads(run.stdout)["policy"]))
+    assert student.hidden == 8 and student.provenance["distilled"]["settings"]["rewrites"] is False
     write_policy_like(old := tmp_path / "old.npz", format="ama-marl-policy/1")
     for teacher, words in ((tmp_path / "missing.npz", "no such policy file"), (old, "only 'ama-marl-policy/2' policies distil")):
         bad = subprocess.run([*base, str(teacher), "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=120)

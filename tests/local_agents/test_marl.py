@@ -83,14 +83,20 @@ def test_a_tiny_training_run_improves_the_return_on_a_toy_scenario(tmp_path: Pat
 
 @pytest.mark.parametrize("services", [1, 3, 5])
 def test_the_numpy_policy_computes_the_torch_actor(services: int) -> None:
-    """The batched path and the one-node path (a node agent deciding for its own node) alike."""
+    """The batched path and the one-node path (a node agent deciding for its own node) alike, with heads whose
+    weights matter as much as their biases (a fresh actor's heads start near zero), over leading batch axes too."""
     torch.manual_seed(0)
     actor = Actor(16)
+    with torch.no_grad():
+        for head in (actor.scale, actor.offload, actor.power):
+            head.weight.normal_(0.0, 0.5)
     arrays = {**actor.export(), "reference": np.zeros(N_FEATURES, np.float32)}
     policy = Policy(**arrays, provenance={})
     obs = np.random.default_rng(0).uniform(0, 1, size=(5, services, N_FEATURES)).astype(np.float32)
     with torch.no_grad():
         expected = actor(torch.from_numpy(obs)).numpy()
+        stacked = np.random.default_rng(1).uniform(0, 1, size=(2, 3, 700, services, N_FEATURES)).astype(np.float32)
+        np.testing.assert_allclose(policy.logits(stacked), actor(torch.from_numpy(stacked)).numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(policy.logits(obs), expected, rtol=1e-4, atol=1e-5)
     for node in range(5):
         np.testing.assert_allclose(policy.logits(obs[node : node + 1]), expected[node : node + 1], rtol=1e-4, atol=1e-5)
