@@ -259,6 +259,8 @@ class Cluster:
         self.offload = np.zeros(n)
         self.spill = np.zeros(s)
         """Requests taken off drained nodes, re-routed next tick."""
+        self.spill_wait = np.zeros(s)
+        """Request-ticks already waited by the spilled requests: they keep their wait where they are re-routed."""
         self._event_cursor = 0
         self._reverts: list[tuple[int, Event]] = []
         self.active: list[Event] = []
@@ -439,12 +441,14 @@ class Cluster:
         self.asleep[idx] = True
 
     def drain(self, nodes: np.ndarray) -> None:
-        """Stop routing to nodes, re-route their queued work, stop their replicas and power them off. A node that
-        was asleep stays off, and is no longer its agent's to wake."""
+        """Stop routing to nodes, re-route their queued work (which keeps the time it has waited), stop their replicas
+        and power them off. A node that was asleep stays off, and is no longer its agent's to wake."""
         idx = _indices(nodes, self.n_nodes)
         self.asleep[idx] = False
         idx = idx[(self.state[idx] == NODE_ON) | (self.state[idx] == NODE_BOOTING)]
-        self.spill += self._ones_n[idx] @ self.queue[idx] if idx.size else 0.0
+        if idx.size:
+            self.spill += self._ones_n[idx] @ self.queue[idx]
+            self.spill_wait += self._ones_n[idx] @ self.queue_wait[idx]
         self._clear_nodes(idx)
         self.state[idx] = NODE_OFF
 
@@ -552,15 +556,20 @@ class Cluster:
 
         arrivals = self.workload.arrivals[self.t]
         o.requests = arrivals
-        if self.spill.any():
+        spilled_wait = None
+        if self.spill.any():  # spilled requests are mixed into each cell's new work, with the waits they carry
             arrivals = arrivals + self.spill
+            spilled_wait = (self.spill_wait + self.spill) / np.maximum(arrivals, 1e-12)  # waited so far, plus this tick
             self.spill = np.zeros(self.n_services)
+            self.spill_wait = np.zeros(self.n_services)
         capacity = self.warm * self._rate_tick  # requests per tick
         new = self._route(arrivals, capacity)
         if self.offload.any():
             new, incoming = self._offload(new, capacity)
         else:
             incoming = None
+        if spilled_wait is not None:
+            self.queue_wait += new * spilled_wait
         o.arrivals = new
         if self._lost is not None:  # arrivals that could go nowhere: dropped on arrival, never queued
             o.arrivals = new.copy()
