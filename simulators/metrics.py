@@ -30,6 +30,8 @@ class RunRecorder:
     served: float = 0.0
     violations: float = 0.0
     drops: float = 0.0
+    ok: float = 0.0
+    """Requests finished within their SLO (served and not violating): served + drops - violations."""
     cold_starts: float = 0.0
     cost: float = 0.0
     node_cost: float = 0.0
@@ -54,6 +56,7 @@ class RunRecorder:
         self.served += served
         self.drops += drops
         self.violations += violations
+        self.ok += served + drops - violations
         self.cold_starts += float(o.cold_starts.sum())
         self.cost += float(o.replica_cost.sum())
         self.node_cost += float(o.node_cost.sum())
@@ -92,6 +95,7 @@ class RunRecorder:
             "duration_s": self.ticks * tick_s,
             "requests": round(self.requests, 1),
             "served": round(self.served, 1),
+            "ok_requests": self.ok,
             "sla_violation_rate": self.violations / finished if finished > 0 else 0.0,
             "sla_violation_minutes": self.violation_ticks * tick_s / 60.0,
             "p50_latency_ms": _finite(pct),
