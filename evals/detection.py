@@ -6,6 +6,11 @@ An injected anomaly counts as detected by the first report of its type, on one o
 tier), between its start and ``window_s`` after it; a report that matches no injected anomaly of its type that was
 in force (or had started at most ``window_s`` before) is a false positive. ``slo_breach`` reports have no injected
 counterpart and are counted apart.
+
+The ground truth follows manager.anomalies' registry: each type lists the scenario events that inject it, and
+``burst`` (a batch submission, which comes with the workload rather than as an event) is read off the arrival
+matrix: a tick whose arrivals are at least ``BURST_FACTOR`` times the service's trailing mean and
+``BURST_MIN_REQUESTS`` more, bursts less than ``BURST_GAP_S`` apart forming one episode.
 """
 
 from __future__ import annotations
@@ -13,13 +18,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from local_agents.controllers import Controller
-from manager.anomalies import ANOMALY_TYPES, Anomaly, Detectors
+from manager.anomalies import ANOMALY_KINDS, ANOMALY_TYPES, Anomaly, Detectors, DetectorSettings
 from simulators.cluster import TIERS, Event
 from simulators.scenarios import Scenario
 from simulators.snapshot import take_snapshot
 
 WINDOW_S = 180.0
+BURST_FACTOR = DetectorSettings.burst_factor
+BURST_MIN_REQUESTS = DetectorSettings.burst_min_requests
+BURST_GAP_S = 60.0
+BURST_BASELINE_S = 120.0
+"""The trailing window whose mean arrivals a burst is measured against."""
+INJECTED = {event: kind.name for kind in ANOMALY_KINDS for event in kind.injected_by}
+"""Scenario event type -> the anomaly type it injects (node_recovery injects none: it ends a failure)."""
 
 
 @dataclass(frozen=True)
@@ -37,21 +51,47 @@ def ground_truth(scenario: Scenario) -> list[Truth]:
     tick = c.tick_s
     truths = []
     for e in scenario.events:
-        if e.type == "node_recovery":
+        if e.type not in INJECTED:
             continue
         targets = _targets(scenario, e)
         end = None if e.end_tick is None else e.end_tick * tick
-        truths.append(Truth(e.type, frozenset(targets), e.at_tick * tick, end, e.label))
+        truths.append(Truth(INJECTED[e.type], frozenset(targets), e.at_tick * tick, end, e.label))
+    return truths + burst_truths(scenario)
+
+
+def burst_truths(scenario: Scenario) -> list[Truth]:
+    """Batch-submission bursts in the scenario's arrivals, one Truth per episode and service."""
+    tick = scenario.config.tick_s
+    arrivals = scenario.workload.arrivals
+    window = max(1, round(BURST_BASELINE_S / tick))
+    gap = max(1, round(BURST_GAP_S / tick))
+    cumulative = np.vstack([np.zeros((1, arrivals.shape[1])), np.cumsum(arrivals, axis=0)])
+    starts = np.maximum(np.arange(arrivals.shape[0]) - window, 0)
+    count = np.maximum(np.arange(arrivals.shape[0]) - starts, 1)[:, None]
+    trailing = (cumulative[:-1] - cumulative[starts]) / count  # mean of the ticks before, per tick
+    bursting = (arrivals >= BURST_FACTOR * np.maximum(trailing, 1e-9)) & (arrivals - trailing >= BURST_MIN_REQUESTS)
+    bursting[:window] = False  # the detectors' baselines are still learning
+    truths = []
+    for j, service in enumerate(scenario.config.services):
+        ticks = np.flatnonzero(bursting[:, j])
+        if ticks.size == 0:
+            continue
+        breaks = np.flatnonzero(np.diff(ticks) > gap)
+        for first, last in zip(np.r_[0, breaks + 1], np.r_[breaks, ticks.size - 1], strict=True):
+            start, end = int(ticks[first]), int(ticks[last])
+            label = f"batch burst on {service.name} ({end - start + 1} s)"
+            truths.append(Truth("burst", frozenset({service.name}), start * tick, (end + gap) * tick, label))
     return truths
 
 
 def _targets(scenario: Scenario, e: Event) -> set[str]:
     nodes = [scenario.config.nodes[i] for i in e.nodes]
-    if e.type == "traffic_spike":
+    target = next(kind.target for kind in ANOMALY_KINDS if e.type in kind.injected_by)
+    if target == "service":
         return {scenario.config.services[j].name for j in e.services}
-    if e.type in ("node_failure", "straggler"):
+    if target == "node":
         return {n.name for n in nodes}
-    if e.type in ("network_degradation", "price_change", "cold_start_storm"):
+    if target == "tier":
         return {n.tier for n in nodes} & set(TIERS)
     return {"cluster"}
 

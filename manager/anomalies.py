@@ -14,11 +14,18 @@ never the simulator's injected slowdowns or delays:
   absolute and a relative margin, for a few ticks.
 - ``cold_start_storm``: in one tier, many warm replicas turn into booting ones in one tick (mass eviction or a
   rollout) while the booting count rises by as many, with no node failing.
-- ``price_change``: a powered node's price per hour changes (billing API) — reported per tier with the factor.
+- ``burst``: a batch submission: in one tick a service's arrivals jump to many times its baseline and leave a
+  backlog its warm replicas cannot serve at once (thousands of tasks in one second); active until that backlog drains.
+- ``price_change``: a powered node's price per hour changes (billing API) — reported per tier with the factor of the
+  change; active while the tier's prices differ from what they were when the run started.
 - ``slo_breach``: the cluster's SLA-violation rate stays over the threshold with no other anomaly active — the
   catch-all the diagnosis must explain.
 
 Each detector is edge-triggered: an anomaly is reported once when it starts and is ``active`` until it clears.
+
+Anomaly types live in one registry, ``ANOMALY_KINDS`` (in priority order): the detectors run from it, the graph's
+diagnosis ranks by it, the planners key their rules on it and evals.detection maps the scenarios' injected events
+to it; tests/manager/test_registry.py fails when a type is missing from any of them.
 """
 
 from __future__ import annotations
@@ -28,7 +35,42 @@ from dataclasses import dataclass, field
 
 from simulators.snapshot import ClusterSnapshot
 
-ANOMALY_TYPES = ("traffic_spike", "node_failure", "straggler", "network_degradation", "cold_start_storm", "price_change", "slo_breach")
+
+@dataclass(frozen=True)
+class AnomalyKind:
+    """One anomaly type: its name, what it concerns and which injected scenario events are its ground truth."""
+
+    name: str
+    target: str
+    """What the anomaly's ``target`` names: ``service``, ``node``, ``tier`` or ``cluster``."""
+    injected_by: tuple[str, ...]
+    """Scenario event types (simulators.scenarios) that cause it; empty when the ground truth comes from elsewhere
+    (``burst``: the arrival matrix; ``slo_breach``: none, it is the catch-all)."""
+    detector: str
+    """The ``Detectors`` method that reports it."""
+    detail: str
+    """How a description shows its severity, e.g. `` ({severity:.1f}x)``; empty for none."""
+
+
+ANOMALY_KINDS: tuple[AnomalyKind, ...] = (
+    AnomalyKind("node_failure", "node", ("node_failure",), "_failures", ""),
+    AnomalyKind("traffic_spike", "service", ("traffic_spike",), "_spikes", " ({severity:.1f}x)"),
+    AnomalyKind("burst", "service", (), "_bursts", " ({severity:.0f}x its baseline in one tick)"),
+    AnomalyKind("cold_start_storm", "tier", ("cold_start_storm",), "_storm", " ({severity:.0%} of warm replicas)"),
+    AnomalyKind("network_degradation", "tier", ("network_degradation",), "_network", " ({severity:.1f}x round trip)"),
+    AnomalyKind("straggler", "node", ("straggler",), "_stragglers", " ({severity:.1f}x slower)"),
+    AnomalyKind("price_change", "tier", ("price_change",), "_prices_changed", " (prices x{severity:.2f})"),
+    AnomalyKind("slo_breach", "cluster", (), "_breach", ""),
+)
+"""Every anomaly type, most urgent first (the order in which a diagnosis ranks the anomalies in force)."""
+
+ANOMALY_TYPES: tuple[str, ...] = tuple(kind.name for kind in ANOMALY_KINDS)
+KIND_BY_NAME: dict[str, AnomalyKind] = {kind.name: kind for kind in ANOMALY_KINDS}
+
+
+def priority(anomaly_type: str) -> int:
+    """Rank of a type in ``ANOMALY_KINDS`` (lower answers first); unknown types rank last."""
+    return ANOMALY_TYPES.index(anomaly_type) if anomaly_type in KIND_BY_NAME else len(ANOMALY_TYPES)
 
 
 @dataclass(frozen=True)
@@ -55,6 +97,12 @@ class DetectorSettings:
     """Warm replicas turning to booting in one tick: at least this many and this share of the warm ones."""
     breach_rate: float = 0.05
     breach_ticks: int = 30
+    burst_factor: float = 5.0
+    """A burst: one tick's arrivals at least this many times the baseline ..."""
+    burst_min_requests: float = 50.0
+    """... at least this many requests more than the baseline brings in a tick ..."""
+    burst_backlog_share: float = 0.5
+    """... leaving at least this share of them queued; it clears when the queue is back under a tenth of its peak."""
 
 
 @dataclass(frozen=True)
@@ -116,30 +164,38 @@ class Detectors:
     _conditions: dict[tuple[str, str], _Condition] = field(default_factory=dict)
     _failed: set[str] = field(default_factory=set)
     _prices: dict[str, float] = field(default_factory=dict)
+    _first_prices: dict[str, float] = field(default_factory=dict)
+    _burst_peaks: dict[str, float] = field(default_factory=dict)
     _tier_replicas: dict[str, tuple[int, int]] = field(default_factory=dict)
     _failed_before: set[str] = field(default_factory=set)
     _last_time: float | None = None
     _start_s: float | None = None
+    _alpha: float = 0.0
+    _dt: float = 1.0
+    _cleared: list[tuple[str, str]] = field(default_factory=list)
+    """Anomalies reported this tick that are already over (a price change back to the first prices)."""
 
     def observe(self, snap: ClusterSnapshot) -> list[Anomaly]:
         dt = 1.0 if self._last_time is None else max(snap.time_s - self._last_time, 1e-9)
+        self._dt = dt
         self._last_time = snap.time_s
         if self._start_s is None:
             self._start_s = snap.time_s
         warming_up = snap.time_s - self._start_s < self.settings.warmup_s
         alpha = 1.0 - 0.5 ** (dt / self.settings.baseline_half_life_s)
-        started = []
-        started += self._spikes(snap, alpha)
-        started += self._failures(snap)
-        started += self._stragglers_and_network(snap, alpha)
-        started += self._storm(snap)
-        started += self._prices_changed(snap)
-        started += self._breach(snap)
+        self._alpha = alpha
+        started: list[Anomaly] = []
+        for kind in ANOMALY_KINDS:
+            started += getattr(self, kind.detector)(snap)
         if warming_up:
+            self.active.clear()
+            self._cleared = []
             return []
         for anomaly in started:
-            if anomaly.type != "price_change":  # a price change is a one-off event, not a state that clears
-                self.active[(anomaly.type, anomaly.target)] = anomaly
+            self.active[(anomaly.type, anomaly.target)] = anomaly
+        for key in self._cleared:
+            self.active.pop(key, None)
+        self._cleared = []
         return started
 
     def _debounced(self, kind: str, target: str, true: bool) -> bool:
@@ -150,8 +206,8 @@ class Detectors:
             self.active.pop((kind, target), None)
         return fired
 
-    def _spikes(self, snap: ClusterSnapshot, alpha: float) -> list[Anomaly]:
-        s, found = self.settings, []
+    def _spikes(self, snap: ClusterSnapshot) -> list[Anomaly]:
+        s, found, alpha = self.settings, [], self._alpha
         for service in snap.services:
             ewma = self._arrivals.setdefault(service.name, _Ewma())
             rate = service.arrivals_rps
@@ -175,6 +231,38 @@ class Detectors:
                 ewma.update(rate, alpha)  # the baseline learns only from normal traffic
         return found
 
+    def _bursts(self, snap: ClusterSnapshot) -> list[Anomaly]:
+        """Reads the spike detector's baselines (which bursts never teach: a burst tick is a spiking tick)."""
+        s, found = self.settings, []
+        for service in snap.services:
+            base = self._arrivals.get(service.name, _Ewma()).mean
+            arrived = service.arrivals_rps * max(self._dt, 1e-9)
+            key = ("burst", service.name)
+            condition = self._conditions.setdefault(key, _Condition())
+            expected = 0.0 if base is None else base * self._dt
+            bursting = (
+                base is not None
+                and arrived >= s.burst_factor * max(expected, 1e-9)
+                and arrived - expected >= s.burst_min_requests
+                and service.queue >= s.burst_backlog_share * arrived
+            )
+            if bursting and not condition.active:
+                condition.active = True
+                self._burst_peaks[service.name] = service.queue
+                factor = arrived / max(expected, 1.0)
+                evidence = (
+                    f"{service.name}: {arrived:.0f} requests arrived in one tick against {expected:.1f} usual, "
+                    f"leaving {service.queue:.0f} queued"
+                )
+                found.append(Anomaly("burst", service.name, snap.time_s, evidence, factor))
+            elif condition.active:
+                peak = max(self._burst_peaks.get(service.name, 0.0), service.queue)
+                self._burst_peaks[service.name] = peak
+                if service.queue <= 0.1 * peak and not bursting:
+                    condition.active = False
+                    self.active.pop(key, None)
+        return found
+
     def _failures(self, snap: ClusterSnapshot) -> list[Anomaly]:
         failed = {n.name for n in snap.nodes if n.state == "failed"}
         new = sorted(failed - self._failed)
@@ -183,13 +271,12 @@ class Detectors:
         self._failed = failed
         return [Anomaly("node_failure", name, snap.time_s, f"{name} reports failed; its replicas and queue are gone") for name in new]
 
-    def _stragglers_and_network(self, snap: ClusterSnapshot, alpha: float) -> list[Anomaly]:
+    def _stragglers(self, snap: ClusterSnapshot) -> list[Anomaly]:
         s, found = self.settings, []
-        tiers: dict[str, list[float]] = {}
         for node in snap.nodes:
-            if node.state != "on":
+            if node.state != "on":  # drained, failed or off: it processes nothing, so it is no straggler
+                self._debounced("straggler", node.name, False)
                 continue
-            tiers.setdefault(node.tier, []).append(node.network_ms)
             slow = node.served_rps > 0 and node.slowness >= s.straggler_slowness
             if self._debounced("straggler", node.name, slow):
                 found.append(
@@ -201,6 +288,14 @@ class Detectors:
                         node.slowness,
                     )
                 )
+        return found
+
+    def _network(self, snap: ClusterSnapshot) -> list[Anomaly]:
+        s, found, alpha = self.settings, [], self._alpha
+        tiers: dict[str, list[float]] = {}
+        for node in snap.nodes:
+            if node.state == "on":
+                tiers.setdefault(node.tier, []).append(node.network_ms)
         for tier, rtts in tiers.items():
             median = statistics.median(rtts)
             ewma = self._tier_latency.setdefault(tier, _Ewma())
@@ -255,14 +350,21 @@ class Detectors:
                 continue
             old = self._prices.get(node.name)
             self._prices[node.name] = node.node_cost_per_h
+            self._first_prices.setdefault(node.name, node.node_cost_per_h)
             if old is not None and abs(node.node_cost_per_h - old) > 1e-9 * max(old, 1.0):
                 changed.setdefault(node.tier, []).append(node.node_cost_per_h / old)
         found = []
         for tier, factors in changed.items():
             factor = statistics.median(factors)
-            found.append(
-                Anomaly("price_change", tier, snap.time_s, f"{tier} node prices changed x{factor:.2f} on {len(factors)} node(s)", factor)
+            back = all(
+                abs(self._prices[n.name] - self._first_prices[n.name]) <= 1e-9 * max(self._first_prices[n.name], 1.0)
+                for n in snap.nodes
+                if n.tier == tier and n.name in self._prices
             )
+            evidence = f"{tier} node prices changed x{factor:.2f} on {len(factors)} node(s)"
+            found.append(Anomaly("price_change", tier, snap.time_s, evidence + (", back to where they started" if back else ""), factor))
+            if back:  # reported so the planner can undo its answer, then over
+                self._cleared.append(("price_change", tier))
         return found
 
     def _breach(self, snap: ClusterSnapshot) -> list[Anomaly]:

@@ -26,6 +26,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
+from manager.anomalies import ANOMALY_TYPES, priority
 from manager.guard import WeightBounds, guard
 from manager.planners import Planner, RulePlanner
 from manager.state import Diagnosis, GuardedPlan, Proposal
@@ -44,8 +45,8 @@ RESULT_KEYS = ("diagnosis", "proposed")
 """What the runtime reads of an invocation's result (``invoke(..., output_keys=RESULT_KEYS)``; ``__interrupt__`` comes
 with them when the run paused at the gate): LangGraph then reads these channels after each step, not the whole state."""
 
-PRIORITY = ("node_failure", "traffic_spike", "cold_start_storm", "network_degradation", "straggler", "price_change", "slo_breach")
-"""Which anomaly a plan answers first when several are in force."""
+PRIORITY = ANOMALY_TYPES
+"""Which anomaly a plan answers first when several are in force (manager.anomalies' registry order)."""
 
 
 class ManagerState(TypedDict, total=False):
@@ -214,9 +215,13 @@ class _Nodes:
         return {"anomalies": [a for a in state.get("anomalies", []) if a.get("type") in PRIORITY]}
 
     def diagnose(self, state: ManagerState) -> dict[str, Any]:
-        anomalies = sorted(state["anomalies"], key=lambda a: PRIORITY.index(a["type"]))
-        primary = anomalies[0]["type"]
-        targets = sorted({a["target"] for a in anomalies if a["type"] == primary})
+        """The primary anomaly is the most urgent of the incident's own (``own``, set by the runtime; all count as
+        its own when none is marked): another incident already answers the rest, which are context."""
+        anomalies = sorted(state["anomalies"], key=lambda a: priority(a["type"]))
+        own = [a for a in anomalies if a.get("own", True)] or anomalies
+        anomalies = own + [a for a in anomalies if a not in own]
+        primary = own[0]["type"]
+        targets = sorted({a["target"] for a in own if a["type"] == primary})
         snapshot = state.get("snapshot") or {}
         summary = "; ".join(a["evidence"] for a in anomalies)
         diagnosis = Diagnosis(
@@ -237,9 +242,12 @@ class _Nodes:
         notes = list(state.get("notes", []))
         try:
             proposal = self.c.planner.plan(*args)
-        except AmaError as exc:
+            problem = no_op(proposal, weights) if self.c.planner.name != "rule" else None
+        except Exception as exc:  # a planner's bug is a planner failure too: the fallback answers
+            problem = f"{type(exc).__name__}: {exc}" if not isinstance(exc, AmaError) else str(exc)
+        if problem is not None:
             fallback = self.c.fallback or RulePlanner()
-            notes.append(f"{self.c.planner.name} planner failed ({exc}); used the {fallback.name} planner")
+            notes.append(f"{self.c.planner.name} planner failed ({problem.splitlines()[0][:400]}); used the {fallback.name} planner")
             proposal = fallback.plan(*args)
         return {"proposal": proposal.model_dump(mode="json"), "notes": notes}
 
@@ -363,6 +371,16 @@ class _Nodes:
         row = self.c.log.decision(decision_id)
         if row is not None and row.status != status:  # the runtime may already have expired it
             self.c.log.set_status(decision_id, status, result=outcome)
+
+
+def no_op(proposal: Proposal, weights: RewardWeights) -> str | None:
+    """Why a proposal changes nothing (no weight that differs from those in force and no action), or None. An LLM
+    plan like that is a planner failure: a valid but empty reply would silently switch the manager off."""
+    current = weights.as_dict()
+    changed = {k: v for k, v in proposal.weights.items() if abs(v - current.get(k, v)) > 1e-9}
+    if changed or proposal.actions:
+        return None
+    return "its plan changes nothing: no weight differs from those in force and it asks for no action"
 
 
 def verdicts_from_log(log: DecisionLog, decision_ids: list[str]) -> dict[str, str] | None:

@@ -33,6 +33,7 @@ RESPONSE_FORMATS: tuple[str, ...] = ("json_schema", "json_object")
 MAX_MESSAGE = 300
 """Longest detail (server error, JSON error) quoted in a PlannerError."""
 
+_SERVE_HINT = "start one (ama llm serve) or point AMA_LLM_BASE_URL at one, or use --manager rule"
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
 
@@ -143,6 +144,21 @@ class LLMPlanner:
 
     def _complete(self, messages: list[dict[str, str]]) -> tuple[str, str | None]:
         return complete(self.settings, messages, structured=True)
+
+    def check_server(self) -> None:
+        """Refuse to run as the ``llm`` manager without a server: a ConfigError in one line unless the server at
+        ``base_url`` answers its model list within the timeout (the runtime asks before its first tick, so a run
+        labelled llm never plans with the rule planner alone)."""
+        s = self.settings
+        try:
+            with openai.OpenAI(base_url=s.base_url, api_key=s.api_key, timeout=min(s.timeout_s, 10.0), max_retries=0) as client:
+                client.models.list()
+        except openai.APIStatusError as exc:
+            if exc.status_code < 500:  # it answers (some servers have no model list): a server is there
+                return
+            raise ConfigError(f"manager llm: the LLM server at {s.base_url} fails (HTTP {exc.status_code}); {_SERVE_HINT}") from None
+        except openai.APIError as exc:
+            raise ConfigError(f"manager llm: no LLM server answers at {s.base_url} ({one_line(exc, 120)}); {_SERVE_HINT}") from None
 
 
 def complete(s: LLMSettings, messages: list[dict[str, str]], structured: bool) -> tuple[str, str | None]:

@@ -1,9 +1,19 @@
-"""The runtime: the two loops together. Called by ``ama run`` and ``ama demo``; steps the simulated cluster, lets the
-local controller act every tick, feeds every snapshot to the anomaly detectors, and runs the manager graph when an
-anomaly starts (one incident, one graph thread) or every ``review_every`` ticks while anomalies are in force. It
+"""The runtime: the two loops together. Called by ``ama run``, ``ama demo`` and the evals; steps the simulated
+cluster, lets the local controller act every tick, feeds every snapshot to the anomaly detectors, and runs the
+manager graph on incidents. It
 resumes incidents paused at the approval gate once the decision log holds an operator's answer (or their deadline
 passed, which expires them), applies the weight changes operators asked for in the chat (manager.chat) once they
 are approved, reverts weight changes when they expire, and logs everything.
+
+Incidents match anomalies: anomalies that start on the same tick open one incident (one graph thread), and each
+anomaly belongs to one incident until it clears. An incident is planned when it opens and planned again (same thread)
+only when what it answers changes: one of its anomalies clears while others stay, or is reported again with a new
+severity (a further price change). When all its anomalies have cleared it is closed with a note. A node the manager
+drained for being slow is probed while it is off, and offered back (a ``restore_node`` proposal) once its probe shows
+it at full speed again.
+
+Containment: an incident whose graph run raises is recorded as failed (action ``incident``, the error in its
+explanation), the weights in force stay, and the run goes on; so does an incident whose resume raises.
 
 Restarts: the graph's threads live in a SQLite checkpoint and the proposals in the decision log, so a runtime
 started again on the same checkpoint and database picks up the incidents still waiting at the gate and applies an
@@ -26,11 +36,12 @@ from langgraph.types import Command
 
 from local_agents.registry import make_controller
 from manager import whatif
-from manager.anomalies import Anomaly, Detectors
+from manager.anomalies import Anomaly, Detectors, priority
 from manager.graph import DURABILITY, RESULT_KEYS, ManagerContext, build_graph, close_graph, verdicts_from_log
 from manager.guard import SloWatch, WeightSchedule
 from manager.planners import Planner, RulePlanner, reward_statistics
 from manager.state import PLANNING_NODE_FIELDS
+from simulators.cluster import NODE_OFF
 from simulators.errors import ConfigError, InputError
 from simulators.metrics import RunRecorder
 from simulators.rewards import RewardWeights, reward_terms
@@ -42,7 +53,13 @@ from tools.recorder import DecisionRecorder
 from tools.sim_actuator import SimActuator
 
 CHAT_EVERY = 5
-"""Ticks between looks for operators' chat requests (approved ones to apply, unanswered ones to expire)."""
+"""Ticks between looks for operators' chat requests (approved ones to apply, unanswered ones to expire) and for
+drained nodes to offer back."""
+RESTORE_SLOWDOWN = 1.2
+"""A node drained for being slow is offered back once its probe shows it at most this much slower than nominal."""
+
+Key = tuple[str, str]
+"""An anomaly's (type, target)."""
 
 
 def pin_to_cpu(cpu: int) -> None:
@@ -71,7 +88,8 @@ class RuntimeSettings:
     controller: str = "kpa"
     """Local controller (any name of local_agents.registry)."""
     manager: str = "rule"
-    """``rule``, ``llm`` (falls back to rule on any failure) or ``off``."""
+    """``rule``, ``llm`` (the LLM planner of manager.llm, falling back to rule whenever it fails; refused with one
+    line when no LLM server answers) or ``off``."""
     seed: int | None = None
     ticks: int | None = None
     """Stop after this many ticks (default: the whole scenario)."""
@@ -120,6 +138,16 @@ class Runtime:
         """EWMA of the cluster's SLA-violation rate over about 30 s."""
         self._before_change: RewardWeights | None = None
         self.actuator = SimActuator(self.cluster)
+        if s.manager not in ("rule", "llm", "off"):
+            raise ConfigError(f"unknown manager {s.manager!r}; choose rule, llm or off")
+        if s.manager == "llm" and self.planner is None:
+            from manager.llm import LLMPlanner, LLMSettings
+
+            self.planner = LLMPlanner(LLMSettings.from_env())
+        if s.manager == "llm":
+            check = getattr(self.planner, "check_server", None)
+            if check is not None:
+                check()  # a ConfigError naming the server when none answers: never a rule planner labelled llm
         context = ManagerContext(
             planner=self.planner or RulePlanner(),
             actuator=self.actuator,
@@ -131,7 +159,18 @@ class Runtime:
         self.graph = build_graph(context, s.checkpoints) if s.manager != "off" else None
         self.waiting: dict[str, tuple[list[str], float]] = self._paused_incidents()
         """incident id -> (its proposed decision ids, the simulated time they expire)."""
-        self._planned_for: set[tuple[str, str]] = set()
+        self.incident_of: dict[Key, str] = {}
+        """Each anomaly in force -> the incident that answers it."""
+        self.planned: dict[str, dict[Key, float]] = {}
+        """Each open incident -> its anomalies in force (with their severity) when it last planned."""
+        self.opened_at: dict[str, float] = {}
+        self.incidents_failed = 0
+        self.incidents_opened = 0
+        self.drained: dict[str, str] = {}
+        """Nodes the manager drained, still off -> the incident that drained them (offered back when healthy)."""
+        self._offered: set[str] = set()
+        self.restores: dict[str, tuple[str | None, dict[str, Any], float]] = {}
+        """Restore proposals waiting: their incident -> (decision id, arguments, deadline)."""
         self._max_price = float(self.cluster.base_price_per_h.max())
         self.recent_terms: deque = deque(maxlen=s.reward_window)
         """Per-node reward terms of the last ticks: what the local agents are being rewarded for, for the planner."""
@@ -151,6 +190,8 @@ class Runtime:
         }
         summary.update(self.metrics.summary())
         summary["incidents_waiting"] = sorted(self.waiting)
+        summary["incidents_opened"] = self.incidents_opened
+        summary["incidents_failed"] = self.incidents_failed
         self.log.end_run(self.run_id, summary)
         self.log.flush(force=True)
         if self.graph is not None:
@@ -177,39 +218,102 @@ class Runtime:
             self._revert_worse(self._before_change)
         started = self.detectors.observe(snapshot)
         self.reports += started
-        if started or self._due_for_review(c.t):  # a new anomaly, or a review of those in force
-            self._run_incident(f"inc-{uuid.uuid4().hex[:10]}", snapshot)
+        self._close_cleared(snapshot.time_s)
+        fresh = [a for a in started if (a.type, a.target) not in self.incident_of]
+        if fresh:
+            incident = f"inc-{uuid.uuid4().hex[:10]}"
+            self.incidents_opened += 1
+            self.opened_at[incident] = snapshot.time_s
+            for anomaly in fresh:
+                self.incident_of[(anomaly.type, anomaly.target)] = incident
+            self._run_incident(incident, snapshot, started)
+        for incident in self._due_for_replan(c.t, started):
+            self._run_incident(incident, snapshot, started)
         self._resume_answered(c.time_s)
-        self._apply_operator_requests(c.time_s)
+        if c.t % CHAT_EVERY == 0:
+            self._apply_operator_requests(c.time_s)
+            self._offer_back_drained(snapshot)
 
     # ------------------------------------------------------------------------------------------ incidents
-    def _due_for_review(self, tick: int) -> bool:
-        """Every review_every ticks while anomalies are in force, unless an incident waits for an operator or the
-        anomalies in force are the ones the last plan already answered."""
-        if not self.detectors.active or self.waiting or tick % self.settings.review_every:
-            return False
-        return set(self.detectors.active) != self._planned_for
+    def _own(self, incident: str) -> dict[Key, float]:
+        """The incident's anomalies in force now, with their severity."""
+        active = self.detectors.active
+        return {key: active[key].severity for key, owner in self.incident_of.items() if owner == incident and key in active}
 
-    def _run_incident(self, incident: str, snapshot: Any) -> None:
-        self._planned_for = set(self.detectors.active)
+    def _due_for_replan(self, tick: int, started: list[Anomaly]) -> list[str]:
+        """Open incidents whose anomalies changed since they planned (one cleared while others stay, or one reported
+        again with a new severity), at a review tick or at once when one was reported again; never one waiting for
+        an operator, nor one that has just planned."""
+        again = {self.incident_of.get((a.type, a.target)) for a in started}
+        due = []
+        for incident, last in self.planned.items():
+            if incident in self.waiting or (tick % self.settings.review_every and incident not in again):
+                continue
+            own = self._own(incident)
+            if own and own != last:
+                due.append(incident)
+        return due
+
+    def _close_cleared(self, now_s: float) -> None:
+        """Forget anomalies that cleared; an incident none of whose anomalies is in force any more is closed with a note."""
+        active = self.detectors.active
+        for key in [k for k in self.incident_of if k not in active]:
+            incident = self.incident_of.pop(key)
+            if incident in self.incident_of.values() or incident in self.waiting:
+                continue
+            self.planned.pop(incident, None)
+            opened = self.opened_at.pop(incident, now_s)
+            self.events.append(f"t={now_s:.0f}s incident {incident}: closed, its anomalies cleared")
+            self.log.record(
+                self.run_id, self.cluster.t, now_s, "manager", "note",
+                f"incident {incident} closed: {key[0].replace('_', ' ')} on {key[1]} and the rest of its anomalies cleared "
+                f"after {now_s - opened:.0f} s", incident_id=incident,
+            )  # fmt: skip
+
+    def _run_incident(self, incident: str, snapshot: Any, started: list[Anomaly]) -> None:
+        """Plan the incident; if its graph run raises, record it as failed and go on (the weights in force stay)."""
+        try:
+            self._invoke_incident(incident, snapshot, started)
+        except Exception as exc:  # containment: one incident never takes the runtime down
+            self._incident_failed(incident, snapshot.time_s, "planning", exc)
+        self.planned[incident] = self._own(incident)
+
+    def _incident_failed(self, incident: str, now_s: float, step: str, exc: BaseException) -> None:
+        self.incidents_failed += 1
+        why = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        self.events.append(f"t={now_s:.0f}s incident {incident}: {step} failed ({why}); weights unchanged, the run goes on")
+        self.log.record(
+            self.run_id, self.cluster.t, now_s, "manager", "incident",
+            f"incident {incident}: {step} failed with {why}; nothing was changed for it and the run went on",
+            status="failed", incident_id=incident, result={"error": why, "step": step},
+        )  # fmt: skip
+        self.log.flush(force=True)
+
+    def _invoke_incident(self, incident: str, snapshot: Any, started: list[Anomaly]) -> None:
         assert self.graph is not None
+        in_force = {**self.detectors.active, **{(a.type, a.target): a for a in started}}
+        anomalies = []
+        for key, anomaly in sorted(in_force.items(), key=lambda item: priority(item[0][0])):
+            anomalies.append({**anomaly.as_dict(), "own": self.incident_of.get(key) == incident})
         replicas = [[s.name, None, s.replicas_warm + s.replicas_booting] for s in snapshot.services]
         state = {
             "incident_id": incident,
             "run_id": self.run_id,
             "snapshot": snapshot.to_dict(PLANNING_NODE_FIELDS),
-            "anomalies": [a.as_dict() for a in self.detectors.active.values()],
+            "anomalies": anomalies,
             "weights": self.schedule.current.as_dict(),
             "reward_stats": reward_statistics(np.stack(self.recent_terms)) if self.recent_terms else {},
             "current_replicas": replicas,
         }
         config = {"configurable": {"thread_id": incident}}
-        result = self.graph.invoke(state, config, durability=DURABILITY, output_keys=RESULT_KEYS)
-        self.events.append(f"t={snapshot.time_s:.0f}s incident {incident}: {result.get('diagnosis', {}).get('summary', '')[:160]}")
+        result = self.graph.invoke(state, config, durability=DURABILITY, output_keys=RESULT_KEYS) or {}
+        summary = str((result.get("diagnosis") or {}).get("summary") or "nothing to answer")
+        self.events.append(f"t={snapshot.time_s:.0f}s incident {incident}: {summary[:160]}")
         if result.get("__interrupt__"):  # paused at the gate (the only node that interrupts)
-            ids = sorted(result.get("proposed", {}))
+            ids = sorted(result.get("proposed") or {})
             self.waiting[incident] = (ids, snapshot.time_s + self.settings.approval_timeout_s)
             self.events.append(f"t={snapshot.time_s:.0f}s incident {incident}: waiting for an operator on {', '.join(ids)}")
+            self._note_drains(incident, result.get("proposed") or {})
             if self.settings.auto_approve:
                 for decision_id in ids:
                     self.log.decide_approval(
@@ -229,15 +333,81 @@ class Runtime:
             verdicts = verdicts_from_log(self.log, ids)
             if verdicts is None:
                 continue
-            self.graph.invoke(Command(resume=verdicts), {"configurable": {"thread_id": incident}}, durability=DURABILITY)
             del self.waiting[incident]
+            try:
+                self.graph.invoke(Command(resume=verdicts), {"configurable": {"thread_id": incident}}, durability=DURABILITY)
+            except Exception as exc:  # containment, as for planning
+                self._incident_failed(incident, now_s, "resuming after the operator's answer", exc)
+                continue
             self.events.append(f"t={now_s:.0f}s incident {incident}: resumed with {', '.join(f'{k} {v}' for k, v in verdicts.items())}")
+
+    def _note_drains(self, incident: str, proposed: dict[str, dict[str, Any]]) -> None:
+        for decision_id, call in proposed.items():
+            if call.get("name") == "drain_node":
+                self.drained.setdefault(str(call["arguments"]["node"]), f"{incident}|{decision_id}")
+
+    def _offer_back_drained(self, snapshot: Any) -> None:
+        """A node the manager drained for being slow, still off, whose probe (``slowdown`` of an off node: what a
+        health probe of the idle machine measures) is back near 1: propose powering it on again, once."""
+        by_name = {n.name: n for n in snapshot.nodes}
+        for node, origin in list(self.drained.items()):
+            incident, decision_id = origin.split("|", 1)
+            row = self.log.decision(decision_id)
+            if row is None or row.status in ("rejected", "expired", "failed"):
+                del self.drained[node]  # never drained
+                continue
+            telemetry = by_name.get(node)
+            if row.status != "applied" or telemetry is None or telemetry.state != "off" or node in self._offered:
+                continue
+            i = self.cluster.node_names.index(node)
+            if self.cluster.state[i] != NODE_OFF or telemetry.slowdown > RESTORE_SLOWDOWN:
+                continue
+            self._offered.add(node)
+            del self.drained[node]
+            self._propose_restore(node, telemetry.slowdown, incident, snapshot.time_s)
+
+    def _propose_restore(self, node: str, slowdown: float, drained_by: str, now_s: float) -> None:
+        call = parse_call("restore_node", {"node": node})
+        incident = f"restore-{uuid.uuid4().hex[:10]}"
+        explanation = (
+            f"{call.explanation}: drained by incident {drained_by} for being slow, its probe now shows it {slowdown:.2f}x "
+            f"nominal speed (at most {RESTORE_SLOWDOWN:g}x counts as recovered) — waiting for an operator: {call.risk_reason}"
+        )
+        decision_id = self.log.record(
+            self.run_id, self.cluster.t, now_s, "manager", call.name, explanation, args=call.args_dict(),
+            weights=self.schedule.current.as_dict(), risk="high", status="proposed", request_id=f"{incident}:restore",
+            incident_id=incident,
+        )  # fmt: skip
+        self.log.flush(force=True)
+        self.restores[incident] = (decision_id, call.args_dict(), now_s + self.settings.approval_timeout_s)
+        self.events.append(f"t={now_s:.0f}s {incident}: {node} is healthy again; offered back, waiting for an operator")
+        if self.settings.auto_approve:
+            self.log.decide_approval(decision_id, self.settings.auto_approve, approve=True, reason="demo mode approves automatically")
+
+    def _apply_restores(self, now_s: float) -> None:
+        """Restore proposals an operator answered: approved ones are applied once, unanswered ones expire."""
+        for incident, (decision_id, args, deadline) in list(self.restores.items()):
+            row = self.log.decision(decision_id)
+            if row is None:
+                continue
+            if row.status == "proposed" and now_s >= deadline:
+                self.log.set_status(
+                    decision_id, "expired", result={"why": f"no operator answer within {self.settings.approval_timeout_s:g} s"}
+                )
+                del self.restores[incident]
+            elif row.status == "approved":
+                result = self.actuator.apply(parse_call("restore_node", args), request_id=f"{incident}:restore:apply")
+                self.log.set_status(decision_id, "applied" if result.ok else "failed", result=result.as_dict())
+                self.events.append(f"t={now_s:.0f}s {incident}: {result.detail}")
+                del self.restores[incident]
+            elif row.status != "proposed":
+                del self.restores[incident]
 
     def _apply_operator_requests(self, now_s: float) -> None:
         """Weight changes operators asked for in the chat (manager.chat), every CHAT_EVERY ticks: this run's approved
-        ones are applied once (the request id makes a retry a replay), those unanswered for approval_timeout_s expire."""
-        if self.cluster.t % CHAT_EVERY:
-            return
+        ones are applied once (the request id makes a retry a replay), those unanswered for approval_timeout_s expire;
+        then the answered restore proposals."""
+        self._apply_restores(now_s)
         for row in self.log.decisions(status="approved", actor="manager", limit=100):
             if row.run_id == self.run_id and (row.incident_id or "").startswith("chat-"):
                 self._apply_chat_request(row)

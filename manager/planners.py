@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from manager.anomalies import KIND_BY_NAME
 from manager.state import Diagnosis, Proposal, ToolRequest
 from simulators.rewards import REWARD_COMPONENTS, RewardWeights
 
@@ -48,6 +49,7 @@ RULES: dict[str, Rule] = {
     "node_failure": Rule({"sla": 0.15, "churn": -0.03}, 900.0, "so agents replace the lost replicas quickly"),
     "straggler": Rule({"latency": 0.1}, 600.0, "so agents move work off the slow node"),
     "network_degradation": Rule({"latency": 0.15, "sla": 0.1}, 900.0, "so agents offload away from the slow tier or choose the other one"),
+    "burst": Rule({"sla": 0.2, "churn": -0.05, "utilization": -0.05}, 300.0, "so agents add replicas to clear the backlog in time"),
     "cold_start_storm": Rule({"sla": 0.1, "churn": -0.03, "utilization": -0.05}, 600.0, "so agents keep spare warm replicas"),
     "price_rise": Rule({"cost": 0.15}, None, "so agents shift load to cheaper capacity (prices persist, so no expiry)"),
     "price_drop": Rule({"cost": -0.1}, None, "since capacity got cheaper (prices persist, so no expiry)"),
@@ -70,6 +72,8 @@ class RulePlanner:
       or more slower than its peers (a milder straggler is cheaper to route around than to lose).
     - ``network_degradation``: latency +0.15, sla +0.1 for 900 s — agents offload away from the slow tier or choose
       the other one; no action, the network is not ours to fix.
+    - ``burst``: sla +0.2, churn -0.05, utilization -0.05 for 300 s — a batch submission's backlog is cleared by
+      replicas started now, not by the baseline's; no action (the burst is over before nodes would boot).
     - ``cold_start_storm``: sla +0.1, churn -0.03, utilization -0.05 for 600 s — keep spare warm replicas rather
       than churning them while the cold ones boot.
     - ``price_change``: a rise (factor > 1) raises cost +0.15, a drop lowers cost -0.1; utilization stays; no expiry
@@ -193,15 +197,14 @@ def mean_utilization(snapshot: dict, tier: str) -> float:
 
 def describe_anomaly(anomaly: dict[str, Any]) -> str:
     kind, target, factor = str(anomaly.get("type", "anomaly")), anomaly.get("target", "cluster"), severity(anomaly)
-    label = kind.replace("_", " ")
-    detail = {
-        "traffic_spike": f" ({factor:.1f}x)",
-        "straggler": f" ({factor:.1f}x slower)",
-        "network_degradation": f" ({factor:.1f}x round trip)",
-        "cold_start_storm": f" ({factor:.0%} of warm replicas)",
-        "price_change": f" (prices x{factor:.2f})",
-    }.get(kind, "")
-    return f"{label} on {target}{detail}"
+    registered = KIND_BY_NAME.get(kind)
+    detail = registered.detail.format(severity=factor) if registered is not None else ""
+    return f"{kind.replace('_', ' ')} on {target}{detail}"
+
+
+def rule_keys(anomaly_type: str) -> tuple[str, ...]:
+    """The RULES entries a type can use (a price change has one for a rise and one for a drop)."""
+    return ("price_rise", "price_drop") if anomaly_type == "price_change" else (anomaly_type,)
 
 
 def describe_changes(old: RewardWeights, new: dict[str, float]) -> str:

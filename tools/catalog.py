@@ -3,7 +3,7 @@ catalog as OpenAI tools; its calls are parsed and risk-assessed here), by the ap
 an operator) and by the actuators that carry actions out. Arguments are pydantic models, so a call that violates a
 schema is rejected with one line naming the tool, the field and the problem, and that line is what gets recorded.
 
-Risk: ``low`` runs at once; ``high`` waits for an approval. Adding, removing and draining nodes are always high;
+Risk: ``low`` runs at once; ``high`` waits for an approval. Adding, removing, draining and restoring nodes are always high;
 scaling, offloading and reward-weight changes become high when they exceed the configured ``RiskBounds``.
 """
 
@@ -55,6 +55,10 @@ class MigrateArgs(Args):
 
 
 class DrainNodeArgs(Args):
+    node: Name
+
+
+class RestoreNodeArgs(Args):
     node: Name
 
 
@@ -131,6 +135,8 @@ CATALOG: dict[str, Tool] = {
              "move {replicas} replica(s) of {service} from {from_node} to {to_node}"),
         Tool("drain_node", "Stop routing to a node, re-route its queue, stop its replicas and power it off.", DrainNodeArgs, "high", False,
              "drain {node}"),
+        Tool("restore_node", "Power a drained node back on once its problem has ended (it serves after its boot time).",
+             RestoreNodeArgs, "high", False, "power {node} back on"),
         Tool("add_nodes", "Power on nodes of a tier that are off (they serve after their boot time).", AddNodesArgs, "high", False,
              "add {count} {tier} node(s)"),
         Tool("remove_nodes", "Drain and power off the named nodes.", RemoveNodesArgs, "high", False,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from simulators.cluster import NODE_OFF, NODE_ON, TIERS, Cluster
+from simulators.cluster import NODE_OFF, NODE_ON, NODE_STATE_NAMES, TIERS, Cluster
 from simulators.placement import Placer
 from simulators.rewards import RewardWeights
 from tools.actuator import ActionResult, IdempotentActuator
@@ -23,6 +23,7 @@ from tools.catalog import (
     OffloadArgs,
     PrewarmArgs,
     RemoveNodesArgs,
+    RestoreNodeArgs,
     ScaleArgs,
     SetRewardWeightsArgs,
     ToolCall,
@@ -50,6 +51,7 @@ class SimActuator(IdempotentActuator):
             OffloadArgs: self._offload,
             MigrateArgs: self._migrate,
             DrainNodeArgs: self._drain,
+            RestoreNodeArgs: self._restore,
             AddNodesArgs: self._add_nodes,
             RemoveNodesArgs: self._remove_nodes,
             SetRewardWeightsArgs: self._set_weights,
@@ -152,6 +154,21 @@ class SimActuator(IdempotentActuator):
         replicas = float(self.cluster.replicas()[i].sum())
         self.cluster.drain(np.array([i]))
         return True, f"{args.node} drained: {replicas:.0f} replica(s) stopped, its queue re-routed, powered off", {"stopped": replicas}
+
+    def _restore(self, args: RestoreNodeArgs) -> tuple[bool, str, dict]:
+        try:
+            i = self._node(args.node)
+        except LookupError as exc:
+            return False, str(exc), {}
+        state = int(self.cluster.state[i])
+        if state != NODE_OFF:
+            return False, f"{args.node} is {NODE_STATE_NAMES[state]}, not off: nothing to restore", {}
+        self.cluster.power_on(np.array([i]))
+        return (
+            True,
+            f"{args.node} booting again (ready in {self.cluster.node_boot_ticks[i] * self.cluster.tick_s:g} s)",
+            {"node": args.node},
+        )
 
     def _add_nodes(self, args: AddNodesArgs) -> tuple[bool, str, dict]:
         c = self.cluster
