@@ -129,6 +129,58 @@ class MMPPLoad(Strict):
         return self
 
 
+class BatchLoad(Strict):
+    type: Literal["batch"]
+    service: str
+    jobs_per_s: Rate
+    """Mean job submissions per second (a Poisson process); every instance of a job arrives in its tick."""
+    mean_instances: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 100
+    """Mean instances per job (each instance is one request of the service's work_ms)."""
+    size: Literal["pareto", "lognormal"] = "pareto"
+    """The job-size distribution: heavy-tailed either way (a few jobs bring most of the instances)."""
+    shape: Positive = 1.5
+    """Pareto: the tail index (> 1; smaller is heavier, 1.5 has an infinite variance); lognormal: sigma of the log."""
+    max_instances: Annotated[int, Field(ge=1)] | None = None
+    """Cap on one job's instances (default: none)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> BatchLoad:
+        if self.size == "pareto" and self.shape <= 1:
+            raise ValueError("a Pareto job size needs shape > 1 (a finite mean)")
+        return self
+
+
+class AlibabaBatchLoad(Strict):
+    type: Literal["alibaba_batch"]
+    path: str
+    """The trace's batch_task.csv, e.g. traces/alibaba_batch_v2017/batch_task.csv."""
+    services: Annotated[list[str], Field(min_length=1)]
+    """Scenario services the tasks are dealt to (see split); each task's instances are requests of one service."""
+    split: Literal["job", "cpu", "duration"] = "job"
+    """How tasks are dealt to services: ``job`` by a hash of the job id (a job's tasks stay together, shares about
+    even); ``cpu`` by CPU request per instance in cores, ``duration`` by the task's seconds from create to end, each
+    in ascending bands cut at ``bounds`` (no CPU request: the first band; not ended by the trace's end: the last)."""
+    bounds: list[Positive] = []
+    """For split cpu or duration: len(services) - 1 ascending cut points; a task goes to the first service whose
+    bound its value is below, the last service takes the rest. E.g. duration [60]: tasks under a minute, the rest."""
+    start_s: float = 0.0
+    """Trace time (s since the trace's start) replayed at t=0; tasks created before it are left out."""
+    speedup: Positive = 1.0
+    """Time compression: trace seconds per simulated second (a task created at c arrives at (c - start_s) / speedup)."""
+    scale: Positive = 1.0
+    """Instances per trace instance (0.01 keeps one in a hundred at random, bursts stay bursts)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> AlibabaBatchLoad:
+        if self.split == "job" and self.bounds:
+            raise ValueError("bounds are only for split cpu or duration")
+        if self.split != "job" and len(self.bounds) != len(self.services) - 1:
+            raise ValueError(f"split {self.split} over {len(self.services)} services needs {len(self.services) - 1} bounds")
+        if any(b <= a for a, b in zip(self.bounds, self.bounds[1:], strict=False)):
+            raise ValueError("bounds must be ascending")
+        return self
+
+
 class AzureFunctionsLoad(Strict):
     type: Literal["azure_functions"]
     path: str
@@ -165,7 +217,10 @@ class CsvLoad(Strict):
     scale: Positive = 1.0
 
 
-WorkloadEntry = Annotated[ConstantLoad | DiurnalLoad | MMPPLoad | AzureFunctionsLoad | AzureLLMLoad | CsvLoad, Field(discriminator="type")]
+WorkloadEntry = Annotated[
+    ConstantLoad | DiurnalLoad | MMPPLoad | BatchLoad | AzureFunctionsLoad | AzureLLMLoad | AlibabaBatchLoad | CsvLoad,
+    Field(discriminator="type"),
+]
 
 
 class EventBase(Strict):
@@ -470,6 +525,13 @@ class _ArrivalBuilder:
         elif isinstance(entry, MMPPLoad):
             rates = workloads.mmpp_rates(t, self.tick_s, self.rng, entry.rates_rps, entry.mean_dwell_s)
             self.rates[:, index_of(entry.service, "service")] += rates
+        elif isinstance(entry, BatchLoad):
+            counts = workloads.batch_counts(
+                t, self.tick_s, self.rng, entry.jobs_per_s, entry.mean_instances, entry.size, entry.shape, entry.max_instances
+            )
+            self.counts[:, index_of(entry.service, "service")] += counts
+        elif isinstance(entry, AlibabaBatchLoad):
+            self._add_alibaba_batch(entry, scenario_path, index_of)
         elif isinstance(entry, AzureFunctionsLoad):
             return self._add_azure_functions(entry, scenario_path, index_of)
         elif isinstance(entry, AzureLLMLoad):
@@ -528,6 +590,13 @@ class _ArrivalBuilder:
         mean_cost = cost.mean() if cost.size and cost.mean() > 0 else 1.0
         self.work_scale[:, j] = np.where(counts > 0, cost_sum / np.maximum(counts, 1) / mean_cost, 1.0)
         self.counts[:, j] += self._scaled(counts, entry.scale)
+
+    def _add_alibaba_batch(self, entry: AlibabaBatchLoad, scenario_path: Path | None, index_of: Any) -> None:
+        trace = workloads.read_alibaba_batch(resolve_trace_path(entry.path, scenario_path))
+        groups = workloads.alibaba_groups(trace, entry.split, len(entry.services), entry.bounds)
+        counts = workloads.alibaba_batch_counts(trace, groups, len(entry.services), self.tick_s, self.ticks, entry.speedup, entry.start_s)
+        for k, name in enumerate(entry.services):
+            self.counts[:, index_of(name, "services")] += self._scaled(counts[k], entry.scale)
 
     def _scaled(self, counts: np.ndarray, factor: np.ndarray | float) -> np.ndarray:
         """Counts times a factor, in whole requests: Poisson extra arrivals above 1, binomial thinning below."""

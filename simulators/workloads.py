@@ -15,6 +15,11 @@ Trace formats read here:
   hold the app's memory already divided evenly over its functions). Memory is matched by HashApp.
 * Azure LLM inference 2023 (``read_azure_llm``): ``TIMESTAMP,ContextTokens,GeneratedTokens`` with timestamps like
   ``2023-11-16 18:17:03.9799600`` (100-ns precision).
+* Alibaba cluster-trace-v2017 batch tasks (``read_alibaba_batch``): ``batch_task.csv`` with the header
+  ``task_create_time,task_end_time,job_id,task_id,number_of_instances,status,
+  number_of_cpus_requested_per_instance_in_the_task,normalized_memory_requested_per_instance_in_the_task``
+  (spaces around names allowed); CPUs per instance in hundredths of a core (blank for some Waiting tasks), memory
+  normalized to 0..1 (blank likewise); an end time of 0 marks a task still running at the trace's end.
 * Generic (``read_generic_csv``): ``time_s,service,count`` with a header; extra columns are ignored.
 
 Every reader raises ``TraceFormatError(path, problem)`` on bad input; line numbers in messages are 1-based file
@@ -137,6 +142,48 @@ def mmpp_rates(
     return np.where(single_visit, rates[states[np.minimum(visit_at_edge[:-1], states.size - 1)]], averaged)
 
 
+def batch_counts(
+    ticks: int,
+    tick_s: float,
+    rng: np.random.Generator,
+    jobs_per_s: float,
+    mean_instances: float,
+    size: str = "pareto",
+    shape: float = 1.5,
+    max_instances: int | None = None,
+) -> np.ndarray:
+    """Bursty batch submissions: jobs arrive as a Poisson process of ``jobs_per_s``, each a heavy-tailed number of
+    instances that all arrive in the job's tick. Returns int64 (ticks,) instances per tick.
+
+    ``size="pareto"``: a Pareto of tail index ``shape`` (> 1; 1.5 has a finite mean and an infinite variance) and
+    scale ``mean_instances * (shape - 1) / shape``; ``size="lognormal"``: a lognormal of log-sigma ``shape`` and mean
+    ``mean_instances``. Sizes are rounded to whole instances, at least 1 and at most ``max_instances`` (so the mean
+    is ``mean_instances`` up to rounding and the cap).
+    """
+    _check_ticks(ticks, tick_s)
+    _check_rate("jobs_per_s", jobs_per_s)
+    _check_positive("shape", shape)
+    if not (math.isfinite(mean_instances) and mean_instances >= 1):
+        raise ValueError(f"mean_instances must be a finite number >= 1, got {mean_instances!r}")
+    if size == "pareto" and shape <= 1:
+        raise ValueError(f"a Pareto job size needs shape > 1 (a finite mean), got {shape!r}")
+    if max_instances is not None and max_instances < 1:
+        raise ValueError(f"max_instances must be >= 1, got {max_instances!r}")
+    jobs = rng.poisson(jobs_per_s * tick_s, size=ticks)
+    total = int(jobs.sum())
+    if size == "pareto":
+        sizes = (rng.pareto(shape, size=total) + 1.0) * (mean_instances * (shape - 1.0) / shape)
+    elif size == "lognormal":
+        sizes = rng.lognormal(math.log(mean_instances) - shape**2 / 2.0, shape, size=total)
+    else:
+        raise ValueError(f"size must be 'pareto' or 'lognormal', got {size!r}")
+    whole = np.maximum(np.rint(sizes), 1.0)
+    if max_instances is not None:
+        whole = np.minimum(whole, float(max_instances))
+    tick_of_job = np.repeat(np.arange(ticks), jobs)
+    return np.rint(np.bincount(tick_of_job, weights=whole, minlength=ticks)).astype(np.int64)
+
+
 def poisson_counts(rates: np.ndarray, tick_s: float, rng: np.random.Generator) -> np.ndarray:
     """Integer arrivals per tick, Poisson(rates * tick_s); int64 of the same shape as ``rates``."""
     _check_positive("tick_s", tick_s)
@@ -219,8 +266,9 @@ def _cell_error(table: _Table, cells: np.ndarray, mask: np.ndarray, columns: Seq
     return TraceFormatError(table.path, f"line {line}, column '{columns[column_index]}': {problem}: {text!r}")
 
 
-def _parse_numbers(table: _Table, columns: Sequence[str], what: str = "value") -> np.ndarray:
-    """Float64 (rows, len(columns)) of the named columns; every cell must be a finite, non-negative number."""
+def _parse_numbers(table: _Table, columns: Sequence[str], what: str = "value", signed: bool = False) -> np.ndarray:
+    """Float64 (rows, len(columns)) of the named columns; every cell must be a finite number, non-negative unless
+    ``signed``."""
     cells = table.cells[:, [table.column_index(name) for name in columns]]
     try:
         values = cells.astype(np.float64)
@@ -228,8 +276,21 @@ def _parse_numbers(table: _Table, columns: Sequence[str], what: str = "value") -
         raise _first_unparsable(table, cells, columns) from None
     if not np.all(np.isfinite(values)):
         raise _cell_error(table, cells, ~np.isfinite(values), columns, "not a finite number")
-    if np.any(values < 0):
+    if not signed and np.any(values < 0):
         raise _cell_error(table, cells, values < 0, columns, f"negative {what}")
+    return values
+
+
+def _parse_optional(table: _Table, column: str, upper: float | None = None) -> np.ndarray:
+    """Float64 (rows,) of one column whose blank cells are NaN; the others finite, non-negative, at most ``upper``."""
+    cells = np.char.strip(table.column(column).astype(str)).astype(object).reshape(-1, 1)
+    blank = cells[:, 0] == ""
+    values = np.full(cells.shape[0], np.nan)
+    if (~blank).any():
+        filled = _Table(table.path, [column], cells[~blank], table.lines[~blank])
+        values[~blank] = _parse_numbers(filled, [column])[:, 0]
+        if upper is not None and np.any(values[~blank] > upper):
+            raise _cell_error(filled, filled.cells, values[~blank, None] > upper, [column], f"above {upper:g}")
     return values
 
 
@@ -490,6 +551,111 @@ def bin_requests(arrival_s: np.ndarray, tick_s: float, ticks: int, weights: np.n
     if weights.shape != arrival_s.shape:
         raise ValueError(f"weights shape {weights.shape} does not match arrival_s shape {arrival_s.shape}")
     return np.bincount(indices, weights=weights[inside], minlength=ticks).astype(np.float64)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Alibaba cluster-trace-v2017 batch tasks
+# ---------------------------------------------------------------------------------------------------------------
+
+ALIBABA_BATCH_COLUMNS = (
+    "task_create_time",
+    "task_end_time",
+    "job_id",
+    "task_id",
+    "number_of_instances",
+    "status",
+    "number_of_cpus_requested_per_instance_in_the_task",
+    "normalized_memory_requested_per_instance_in_the_task",
+)
+ALIBABA_BATCH_STATUSES = ("Terminated", "Waiting", "Running", "Failed")
+ALIBABA_SPLITS = ("job", "cpu", "duration")
+"""How a replay deals tasks to services: by a hash of the job id, by CPU-request band, by task-duration band."""
+
+
+@dataclass(frozen=True)
+class AlibabaBatchTrace:
+    """One row per task, sorted by create time (file order within a second)."""
+
+    create_s: np.ndarray  # float64, seconds since the trace's start (a few are negative: created before it)
+    end_s: np.ndarray  # float64; 0 (before create_s) for tasks still running at the trace's end
+    job_id: np.ndarray  # int64
+    task_id: np.ndarray  # int64
+    instances: np.ndarray  # int64 instances the task launches, each one unit of work
+    status: np.ndarray  # str: Terminated, Waiting, Running or Failed
+    cpu_cores: np.ndarray  # float64 cores per instance (the trace's 100 is one core); NaN where blank
+    memory: np.ndarray  # float64 normalized memory per instance, 0..1; NaN where blank
+
+    @property
+    def duration_s(self) -> np.ndarray:
+        """End minus create per task; +inf for tasks that had not ended (end before create)."""
+        duration = self.end_s - self.create_s
+        return np.where(duration >= 0, duration, np.inf)
+
+
+def read_alibaba_batch(path: str | os.PathLike[str]) -> AlibabaBatchTrace:
+    """Read an Alibaba cluster-trace-v2017 ``batch_task.csv`` (the header row is required; see the module docstring)."""
+    table = _read_table(path, ALIBABA_BATCH_COLUMNS, need_rows=True)
+    times = _parse_numbers(table, ["task_create_time", "task_end_time"], signed=True)
+    ids = _parse_counts(table, ["job_id", "task_id", "number_of_instances"])
+    status = np.char.strip(table.column("status").astype(str))
+    unknown = np.flatnonzero(~np.isin(status, ALIBABA_BATCH_STATUSES))
+    if unknown.size:
+        line = table.lines[unknown[0]]
+        raise TraceFormatError(
+            table.path, f"line {line}, column 'status': not one of {', '.join(ALIBABA_BATCH_STATUSES)}: {status[unknown[0]]!r}"
+        )
+    cpus = _parse_optional(table, "number_of_cpus_requested_per_instance_in_the_task")
+    memory = _parse_optional(table, "normalized_memory_requested_per_instance_in_the_task", upper=1.0)
+    order = np.argsort(times[:, 0], kind="stable")
+    return AlibabaBatchTrace(
+        create_s=times[order, 0],
+        end_s=times[order, 1],
+        job_id=ids[order, 0],
+        task_id=ids[order, 1],
+        instances=ids[order, 2],
+        status=status[order],
+        cpu_cores=cpus[order] / 100.0,
+        memory=memory[order],
+    )
+
+
+def alibaba_groups(trace: AlibabaBatchTrace, split: str, count: int, bounds: Sequence[float] = ()) -> np.ndarray:
+    """Which of ``count`` services each task goes to; int64 (tasks,).
+
+    ``job``: a multiplicative hash of the job id modulo ``count`` (a job's tasks stay together; ``bounds`` unused).
+    ``cpu`` / ``duration``: ``count - 1`` ascending ``bounds`` (cores per instance / seconds from create to end); a
+    task goes to the first service whose bound its value is below, the last service takes the rest. Tasks with no CPU
+    request go to the first service; tasks that had not ended count as longest.
+    """
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    if split == "job":
+        hashed = (trace.job_id.astype(np.uint64) * np.uint64(2654435761)) % np.uint64(2**32)
+        return ((hashed >> np.uint64(16)) % np.uint64(count)).astype(np.int64)
+    if split not in ALIBABA_SPLITS:
+        raise ValueError(f"split must be one of {', '.join(ALIBABA_SPLITS)}, got {split!r}")
+    edges = np.asarray(bounds, dtype=np.float64)
+    if edges.size != count - 1 or np.any(np.diff(edges) <= 0):
+        raise ValueError(f"a {split} split over {count} services needs {count - 1} ascending bounds, got {list(bounds)}")
+    values = np.nan_to_num(trace.cpu_cores, nan=0.0) if split == "cpu" else trace.duration_s
+    return np.searchsorted(edges, values, side="right").astype(np.int64)
+
+
+def alibaba_batch_counts(
+    trace: AlibabaBatchTrace, groups: np.ndarray, count: int, tick_s: float, ticks: int, speedup: float = 1.0, start_s: float = 0.0
+) -> np.ndarray:
+    """Instances per group per tick, int64 (count, ticks): every task's instances arrive together in the tick of
+    ``(create_s - start_s) / speedup`` (so a job submission stays one burst); tasks outside the horizon are dropped."""
+    _check_ticks(ticks, tick_s)
+    _check_positive("speedup", speedup)
+    groups = np.asarray(groups, dtype=np.int64)
+    if groups.shape != trace.instances.shape:
+        raise ValueError(f"groups shape {groups.shape} does not match the trace's {trace.instances.shape} tasks")
+    tick_index = np.floor((trace.create_s - start_s) / speedup / tick_s)
+    inside = (tick_index >= 0) & (tick_index < ticks)
+    cells = groups[inside] * ticks + tick_index[inside].astype(np.int64)
+    summed = np.bincount(cells, weights=trace.instances[inside].astype(np.float64), minlength=count * ticks)
+    return np.rint(summed).astype(np.int64).reshape(count, ticks)
 
 
 # ---------------------------------------------------------------------------------------------------------------

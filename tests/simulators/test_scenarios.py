@@ -46,6 +46,7 @@ def test_at_least_six_scenarios_ship_with_each_real_trace_replayed() -> None:
     texts = " ".join(p.read_text() for p in SHIPPED)
     assert "type: azure_functions" in texts
     assert "type: azure_llm" in texts
+    assert "type: alibaba_batch" in texts
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
@@ -191,3 +192,94 @@ def test_real_trace_scenarios_replay_the_trace_volume() -> None:
     assert names[0] == "fn0"
     # fn0 is the sample's busiest function: ~66.5 invocations/s over the trace (tripled for 5 of 60 minutes)
     assert scenario.workload.arrivals[:1800, 0].mean() == pytest.approx(66.5, rel=0.25)
+
+
+def test_batch_workload_arrives_in_heavy_tailed_bursts(tmp_path: Path) -> None:
+    text = MINIMAL.replace(
+        "{service: api, type: poisson, rps: 50}", "{service: api, type: batch, jobs_per_s: 0.2, mean_instances: 50, size: lognormal}"
+    )
+    scenario = load_scenario(write(tmp_path, without_events(text.replace("duration_s: 120", "duration_s: 3000"))))
+    arrivals = scenario.workload.arrivals[:, 0]
+    assert arrivals.sum() / (3000 * 0.2) == pytest.approx(50, rel=0.3)
+    assert (arrivals == 0).mean() == pytest.approx(np.exp(-0.2), abs=0.05)  # idle between submissions
+    assert arrivals.max() > 5 * 50  # one job brings many times the mean at once
+
+
+def test_batch_workload_rejects_a_pareto_without_a_mean(tmp_path: Path) -> None:
+    text = MINIMAL.replace("{service: api, type: poisson, rps: 50}", "{service: api, type: batch, jobs_per_s: 1, shape: 0.9}")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(write(tmp_path, text))
+    assert "workload[0]" in str(info.value) and "shape > 1" in str(info.value)
+    assert info.value.line == 11
+
+
+ALIBABA_ROWS = [
+    "10,70,1,1,5000,Terminated,50,0.0079",
+    "10,15,1,2,3,Terminated,100,0.0043",
+    "-5,40,2,3,7,Failed,50,0.002",
+    "30,0,3,4,2,Running,400,0.01",
+    "31,40,4,5,9,Waiting,,",
+]
+
+
+def _alibaba_scenario(tmp_path: Path, entry: str) -> Path:
+    header = (
+        "task_create_time, task_end_time, job_id, task_id,number_of_instances, status, "
+        "number_of_cpus_requested_per_instance_in_the_task,normalized_memory_requested_per_instance_in_the_task"
+    )
+    (tmp_path / "alibaba_batch_v2017").mkdir(exist_ok=True)
+    (tmp_path / "alibaba_batch_v2017" / "batch_task.csv").write_text("\n".join([header, *ALIBABA_ROWS]) + "\n")
+    text = MINIMAL.replace("  - {name: api, work_ms: 40, slo_ms: 300}", "  - {name: api}\n  - {name: short}\n  - {name: long}")
+    return write(tmp_path, without_events(text.replace("{service: api, type: poisson, rps: 50}", entry)))
+
+
+def test_alibaba_batch_replay_from_a_generated_trace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMA_TRACES_DIR", str(tmp_path))
+    entry = "{type: alibaba_batch, path: traces/alibaba_batch_v2017/batch_task.csv, services: [short, long], split: duration, bounds: [30]}"
+    arrivals = load_scenario(_alibaba_scenario(tmp_path, entry)).workload.arrivals
+    assert arrivals[10].tolist() == [0, 3, 5000]  # a task's 5,000 instances all arrive in its create second
+    assert arrivals[30].tolist() == [0, 0, 2] and arrivals[31].tolist() == [0, 9, 0]
+    assert arrivals.sum() == 5000 + 3 + 2 + 9  # created before the start: left out
+    shifted = entry.replace("bounds: [30]", "bounds: [30], start_s: 6, speedup: 2, scale: 0.5")
+    arrivals = load_scenario(_alibaba_scenario(tmp_path, shifted)).workload.arrivals
+    assert arrivals[2, 2] == pytest.approx(2500, rel=0.1)  # (10 - 6) / 2: tick 2, thinned to one in two
+    assert set(np.flatnonzero(arrivals.sum(axis=1)).tolist()) <= {2, 12}  # (30 - 6) / 2 and (31 - 6) / 2: tick 12
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ("split: duration", "needs 1 bounds"),
+        ("split: cpu, bounds: [2, 1]", "needs 1 bounds"),
+        ("bounds: [60]", "only for split cpu or duration"),
+        ("split: gpu", "'job', 'cpu' or 'duration'"),
+        ("speedup: 0", "greater than 0"),
+    ],
+)
+def test_alibaba_batch_entry_errors_name_the_field(tmp_path: Path, extra: str, words: str) -> None:
+    entry = "{type: alibaba_batch, path: batch_task.csv, services: [short, long], " + extra + "}"
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(_alibaba_scenario(tmp_path, entry))
+    message = str(info.value)
+    assert "workload[0]" in message and words in message, message
+    assert info.value.line == 13
+
+
+def test_alibaba_batch_malformed_trace_is_one_line(tmp_path: Path) -> None:
+    path = _alibaba_scenario(tmp_path, "{type: alibaba_batch, path: alibaba_batch_v2017/batch_task.csv, services: [short]}")
+    trace = tmp_path / "alibaba_batch_v2017" / "batch_task.csv"
+    trace.write_text(trace.read_text().replace("31,40,4,5,9,Waiting", "31,40,4,5,nine,Waiting"))
+    with pytest.raises(TraceFormatError) as info:
+        load_scenario(path)
+    assert str(info.value) == f"{trace}: line 6, column 'number_of_instances': not a number: 'nine'"
+
+
+@pytest.mark.skipif(not (traces_dir() / "alibaba_batch_v2017").is_dir(), reason="shared traces not present")
+def test_alibaba_batch_scenario_replays_the_busy_window_in_bursts() -> None:
+    scenario = load_scenario(SCENARIO_DIR / "alibaba-batch-replay.yaml")
+    names = [s.name for s in scenario.config.services]
+    batch = scenario.workload.arrivals[:, [names.index("short"), names.index("long")]]
+    # two trace hours (45,997 s on) at speedup 2, one instance in twenty: 2,927,741 trace instances in the window
+    assert batch.sum() == pytest.approx(0.05 * 2_927_741, rel=0.02)
+    assert batch.max() > 1000  # a burst of thousands of instances within one second
+    assert scenario.ticks <= 3600

@@ -9,7 +9,10 @@ import pytest
 
 from simulators.errors import TraceFormatError
 from simulators.workloads import (
+    alibaba_batch_counts,
+    alibaba_groups,
     app_counts,
+    batch_counts,
     bin_requests,
     constant_rates,
     diurnal_rates,
@@ -17,6 +20,7 @@ from simulators.workloads import (
     minute_counts_to_ticks,
     mmpp_rates,
     poisson_counts,
+    read_alibaba_batch,
     read_azure_functions,
     read_azure_llm,
     read_generic_csv,
@@ -27,6 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TRACES_DIR = REPO_ROOT.parent / "shared" / "data" / "traces"
 AZURE_FUNCTIONS_SAMPLE = TRACES_DIR / "azure_functions_2019_sample500"
 AZURE_LLM_CODE = TRACES_DIR / "azure_llm_inference_2023" / "AzureLLMInferenceTrace_code.csv"
+ALIBABA_BATCH = TRACES_DIR / "alibaba_batch_v2017" / "batch_task.csv"
 
 
 def _write(path: Path, lines: list[str]) -> Path:
@@ -130,6 +135,48 @@ def test_mmpp_single_state_is_constant() -> None:
 def test_generators_reject_bad_arguments(call, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bursty batch submissions
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("size", "shape"), [("pareto", 1.5), ("lognormal", 1.5)])
+def test_batch_counts_mean_and_heavy_tailed_bursts(size: str, shape: float) -> None:
+    counts = batch_counts(200_000, 1.0, np.random.default_rng(5), jobs_per_s=0.05, mean_instances=200, size=size, shape=shape)
+    assert counts.dtype == np.int64 and counts.shape == (200_000,)
+    busy = counts[counts > 0]
+    assert busy.size == pytest.approx(200_000 * (1 - np.exp(-0.05)), rel=0.05)  # ticks with at least one submission
+    assert counts.sum() / (200_000 * 0.05) == pytest.approx(200, rel=0.25)  # mean instances per job
+    assert busy.max() > 20 * np.median(busy)  # heavy tail: the largest job dwarfs the typical one
+    assert busy.min() >= 1
+
+
+def test_batch_counts_cap_zero_rate_and_seed() -> None:
+    capped = batch_counts(10_000, 1.0, np.random.default_rng(1), 0.05, 500, max_instances=50)
+    jobs = batch_counts(10_000, 1.0, np.random.default_rng(1), 0.05, 1, max_instances=1)  # the same submissions
+    assert jobs.max() >= 2
+    assert np.array_equal(capped, 50 * jobs)  # every Pareto size here is over 166 (its scale), so each job is capped
+    assert batch_counts(100, 1.0, np.random.default_rng(1), 0.0, 100).sum() == 0
+    first = batch_counts(500, 0.5, np.random.default_rng(9), 0.2, 30, size="lognormal")
+    assert np.array_equal(first, batch_counts(500, 0.5, np.random.default_rng(9), 0.2, 30, size="lognormal"))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"jobs_per_s": -1.0}, "jobs_per_s"),
+        ({"mean_instances": 0.5}, "mean_instances"),
+        ({"shape": 1.0}, "shape > 1"),
+        ({"size": "uniform"}, "size"),
+        ({"max_instances": 0}, "max_instances"),
+    ],
+)
+def test_batch_counts_rejects_bad_arguments(kwargs: dict, message: str) -> None:
+    arguments = {"jobs_per_s": 1.0, "mean_instances": 10.0, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        batch_counts(10, 1.0, np.random.default_rng(0), **arguments)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -327,6 +374,121 @@ def test_read_azure_llm_real_code_trace() -> None:
     assert trace.context_tokens.min() > 0 and trace.generated_tokens.min() > 0
     per_second = bin_requests(trace.arrival_s, 1.0, int(np.ceil(trace.arrival_s[-1])) + 1)
     assert per_second.sum() == trace.arrival_s.size
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Alibaba cluster-trace-v2017 batch tasks
+# ---------------------------------------------------------------------------------------------------------------
+
+ALIBABA_HEADER = (
+    "task_create_time, task_end_time, job_id, task_id,number_of_instances, status, "
+    "number_of_cpus_requested_per_instance_in_the_task,normalized_memory_requested_per_instance_in_the_task"
+)
+
+
+def _write_alibaba(path: Path, rows: list[str]) -> Path:
+    """A batch_task.csv in the trace's own format (its header, with the stray spaces the real file has)."""
+    return _write(path, [ALIBABA_HEADER, *rows])
+
+
+def _small_alibaba(tmp_path: Path) -> Path:
+    return _write_alibaba(
+        tmp_path / "batch_task.csv",
+        [
+            "10,70,1,1,5000,Terminated,50,0.0079",  # one job submitting 5,000 instances at t=10, a 60 s task
+            "10,15,1,2,3,Terminated,100,0.0043",
+            "-5,40,2,3,7,Failed,50,0.002",  # created before the trace's start
+            "12,0,3,4,2,Running,400,0.01",  # still running at the trace's end
+            "11,20,4,5,9,Waiting,,",  # no CPU or memory request
+        ],
+    )
+
+
+def test_read_alibaba_batch_small_trace_sorted_with_blanks_as_nan(tmp_path: Path) -> None:
+    trace = read_alibaba_batch(_small_alibaba(tmp_path))
+    np.testing.assert_array_equal(trace.create_s, [-5, 10, 10, 11, 12])
+    np.testing.assert_array_equal(trace.task_id, [3, 1, 2, 5, 4])  # by create time, file order within a second
+    np.testing.assert_array_equal(trace.instances, [7, 5000, 3, 9, 2])
+    assert trace.status.tolist() == ["Failed", "Terminated", "Terminated", "Waiting", "Running"]
+    np.testing.assert_array_equal(trace.cpu_cores[[0, 1, 2, 4]], [0.5, 0.5, 1.0, 4.0])
+    assert np.isnan(trace.cpu_cores[3]) and np.isnan(trace.memory[3])
+    np.testing.assert_array_equal(trace.duration_s, [45, 60, 5, 9, np.inf])
+    assert trace.instances.dtype == np.int64 and trace.job_id.dtype == np.int64
+
+
+def test_alibaba_groups_by_job_cpu_and_duration(tmp_path: Path) -> None:
+    trace = read_alibaba_batch(_small_alibaba(tmp_path))
+    by_job = alibaba_groups(trace, "job", 3)
+    assert by_job[1] == by_job[2]  # both tasks of job 1 go to the same service
+    assert set(by_job.tolist()) <= {0, 1, 2}
+    np.testing.assert_array_equal(alibaba_groups(trace, "cpu", 2, [0.75]), [0, 0, 1, 0, 1])  # blank CPU: first band
+    np.testing.assert_array_equal(alibaba_groups(trace, "duration", 3, [10, 60]), [1, 2, 0, 0, 2])  # not ended: last
+    many = read_alibaba_batch(_write_alibaba(tmp_path / "many.csv", [f"0,1,{j},{j},1,Terminated,50,0.1" for j in range(400)]))
+    shares = np.bincount(alibaba_groups(many, "job", 2), minlength=2)
+    assert shares.min() > 150  # the hash deals jobs about evenly
+    with pytest.raises(ValueError, match="ascending bounds"):
+        alibaba_groups(trace, "duration", 3, [60])
+
+
+def test_alibaba_batch_counts_keep_each_task_a_burst(tmp_path: Path) -> None:
+    trace = read_alibaba_batch(_small_alibaba(tmp_path))
+    groups = alibaba_groups(trace, "duration", 2, [30])
+    counts = alibaba_batch_counts(trace, groups, 2, tick_s=1.0, ticks=20)
+    assert counts.shape == (2, 20) and counts.dtype == np.int64
+    assert counts[1, 10] == 5000  # every instance of the task in its create second
+    assert counts[0, 10] == 3 and counts[0, 11] == 9 and counts[1, 12] == 2
+    assert counts.sum() == 5000 + 3 + 9 + 2  # the task created at -5 is before the replay
+    compressed = alibaba_batch_counts(trace, groups, 2, tick_s=1.0, ticks=5, speedup=2.0, start_s=4.0)
+    assert compressed[1, 3] == 5000 and compressed[1, 4] == 2 and compressed[0, 3] == 3 + 9  # (10 - 4) / 2 = 3
+    assert alibaba_batch_counts(trace, groups, 2, tick_s=1.0, ticks=5, start_s=-5.0)[1, 0] == 7
+
+
+@pytest.mark.skipif(not ALIBABA_BATCH.is_file(), reason=f"real trace not present at {ALIBABA_BATCH}")
+def test_read_alibaba_batch_real_trace() -> None:
+    trace = read_alibaba_batch(ALIBABA_BATCH)
+    assert trace.create_s.size == 80_553
+    assert np.unique(trace.job_id).size == 12_951
+    assert trace.instances.sum() == 11_909_321
+    assert trace.create_s[0] == -1078 and trace.create_s[-1] == 60_181
+    assert np.isnan(trace.cpu_cores).sum() == 9_017
+    assert set(trace.status.tolist()) == {"Terminated", "Waiting", "Running", "Failed"}
+    per_second = alibaba_batch_counts(trace, np.zeros(trace.create_s.size, np.int64), 1, 1.0, 62_000, start_s=-1078)[0]
+    assert per_second.sum() == trace.instances.sum()
+    assert np.sort(per_second)[-5] >= 59_000  # the five busiest seconds launch 59k-88k instances each
+    assert per_second.max() == 88_152
+
+
+@pytest.mark.parametrize(
+    ("row", "fragments"),
+    [
+        ("soon,70,1,1,5,Terminated,50,0.1", ("column 'task_create_time'", "not a number", "'soon'")),
+        ("10,70,1,1,-5,Terminated,50,0.1", ("column 'number_of_instances'", "negative count")),
+        ("10,70,1,1.5,5,Terminated,50,0.1", ("column 'task_id'", "not a whole number")),
+        ("10,70,1,1,5,Done,50,0.1", ("column 'status'", "not one of", "'Done'")),
+        ("10,70,1,1,5,Terminated,lots,0.1", ("column 'number_of_cpus_requested_per_instance_in_the_task'", "not a number")),
+        ("10,70,1,1,5,Terminated,50,1.5", ("column 'normalized_memory_requested_per_instance_in_the_task'", "above 1", "'1.5'")),
+        ("10,70,1,1,5,Terminated,50", ("has 7 fields",)),
+    ],
+)
+def test_malformed_alibaba_rows_name_file_line_and_column(tmp_path: Path, row: str, fragments: tuple[str, ...]) -> None:
+    path = _write_alibaba(tmp_path / "batch_task.csv", ["1,2,1,1,1,Terminated,50,0.1", "3,4,1,2,1,Waiting,,", row])
+    with pytest.raises(TraceFormatError) as caught:
+        read_alibaba_batch(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: line 4")
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_alibaba_missing_columns_and_empty_file(tmp_path: Path) -> None:
+    path = _write(tmp_path / "batch_task.csv", ["task_create_time,job_id", "1,2"])
+    with pytest.raises(TraceFormatError, match="missing columns: task_end_time, task_id"):
+        read_alibaba_batch(path)
+    with pytest.raises(TraceFormatError, match="no data rows"):
+        read_alibaba_batch(_write_alibaba(path, []))
+    with pytest.raises(TraceFormatError, match="file not found"):
+        read_alibaba_batch(tmp_path / "absent.csv")
 
 
 # ---------------------------------------------------------------------------------------------------------------
