@@ -14,7 +14,10 @@ choices get -inf. Files of format 1 (before the power head) still load: their no
 
 Explanations are occlusion attributions: a feature's share of an action is how much the chosen choice's lead over
 "hold" (or over the current offload level) falls when that feature is replaced by its reference value (its mean in
-training). One extra batched forward pass per node that acted.
+training). One extra batched forward pass per node that acted. They name quantities in operator units (replicas,
+seconds, ms, % of SLO or of capacity, $/h: ``FEATURE_UNITS``), never a scaled feature, and leave out the static
+attributes of nodes and services (``STATIC_FEATURES``); ``probabilities`` gives the chance the policy gave a sampled
+choice, for the controller to say a move was drawn.
 """
 
 from __future__ import annotations
@@ -53,15 +56,62 @@ WEIGHT_COLUMNS = slice(OBS_FEATURES.index(f"w_{REWARD_COMPONENTS[0]}"), N_FEATUR
 _NEVER = -1.0e4
 """The logit of a power choice a format-1 policy never makes (the power row is taken greedily: hold always wins)."""
 
-FEATURE_WORDS = {
-    "cell_warm": "warm replicas here", "cell_booting": "replicas booting here", "cell_backlog": "backlog here",
-    "cell_load": "load over capacity here", "cell_latency": "latency over SLO here", "cell_violations": "SLO misses here",
-    "cell_drops": "drops here", "cell_room": "room for replicas", "svc_replicas": "service replicas over max",
-    "svc_load": "service load over capacity", "svc_slo": "SLO", "svc_cold_start": "cold-start time", "svc_work": "work per request",
-    "svc_cold_now": "cold starts now", "node_util": "node utilization", "node_cloud": "cloud tier", "node_on": "node on",
-    "node_slowdown": "node slowdown", "node_net_extra": "added network latency", "node_price": "relative price",
-    "node_mem": "memory used", "node_offload": "current offload",
+
+@dataclass(frozen=True)
+class Units:
+    """What turns a scaled observation back into operator units: the cluster's tick and its priciest node's price
+    (the observation's scales are simulators.env.Observer's)."""
+
+    tick_s: float = 1.0
+    max_price_per_h: float | None = None
+    """None: prices are given as a share of the priciest node's."""
+
+
+def _price(v: float, u: Units) -> str:
+    return f"${v * u.max_price_per_h:.2f}/h" if u.max_price_per_h is not None else f"{v:.0%} of the priciest node's $/h"
+
+
+FEATURE_UNITS: dict[str, tuple[str, Any]] = {
+    "cell_warm": ("{} warm here", lambda v, u: f"{v * 8:.0f} replicas"),
+    "cell_booting": ("{} starting here", lambda v, u: f"{v * 8:.0f} replicas"),
+    "cell_backlog": ("backlog {} of warm capacity here", lambda v, u: f"{v * u.tick_s:.1f} s"),
+    "cell_load": ("arrivals at {} of warm capacity here", lambda v, u: f"{v:.0%}"),
+    "cell_latency": ("latency {} here", lambda v, u: f"{v * 4:.0%} of SLO"),
+    "cell_violations": ("{} of requests over SLO here", lambda v, u: f"{v:.0%}"),
+    "cell_drops": ("{} of requests dropped here", lambda v, u: f"{v:.0%}"),
+    "cell_room": ("room here for {} more", lambda v, u: f"{v * 8:.0f} replicas"),
+    "svc_replicas": ("the service at {} of its max replicas", lambda v, u: f"{v:.0%}"),
+    "svc_load": ("the service's arrivals at {} of its warm capacity", lambda v, u: f"{v:.0%}"),
+    "svc_slo": ("an SLO of {}", lambda v, u: f"{10 ** (v * 4):.0f} ms"),
+    "svc_cold_start": ("a cold start of {}", lambda v, u: f"{v * 60:.0f} s"),
+    "svc_work": ("work of {} per request", lambda v, u: f"{10 ** (v * 4):.0f} ms"),
+    "svc_cold_now": ("requests waiting for a first replica: {}", lambda v, u: f"{'yes' if v > 0.5 else 'no'}, 0 warm replicas"),
+    "node_util": ("node CPU at {}", lambda v, u: f"{v:.0%}"),
+    "node_cloud": ("{} node", lambda v, u: "a cloud" if v > 0.5 else "an edge"),
+    "node_on": ("the node {}", lambda v, u: "on" if v > 0.5 else "off"),
+    "node_slowdown": ("node speed {} of normal", lambda v, u: f"{1.0 / (1.0 + max(v, 0.0)):.0%}"),
+    "node_net_extra": ("added network latency {}", lambda v, u: f"{v * 100:.0f} ms"),
+    "node_price": ("node price {}", _price),
+    "node_mem": ("node memory {} reserved", lambda v, u: f"{v:.0%}"),
+    "node_offload": ("offloading {} of arrivals", lambda v, u: f"{v:.0%}"),
+    **{f"w_{name}": (f"{name} weight {{}}", lambda v, u: f"{v:.2f}") for name in REWARD_COMPONENTS},
 }  # fmt: skip
+"""Per observation feature: a phrase with a slot, and the feature's value in operator units (replicas, seconds,
+milliseconds, shares of the SLO or of capacity, $/h; reward weights as they are)."""
+
+STATIC_FEATURES = frozenset({"svc_slo", "svc_cold_start", "svc_work", "node_cloud", "node_on"})
+"""Attributes of a service or a node that no controller changes: never named as what drove an action (they set the
+scale of the others; an operator cannot act on them)."""
+
+
+def feature_value(name: str, value: float, units: Units) -> str:
+    """A feature's value in operator units: ``feature_value("cell_latency", 0.5, Units())`` is ``"200% of SLO"``."""
+    return FEATURE_UNITS[name][1](value, units)
+
+
+def feature_text(name: str, value: float, units: Units) -> str:
+    """A feature's phrase with its value: ``"latency 200% of SLO here"``."""
+    return FEATURE_UNITS[name][0].format(feature_value(name, value, units))
 
 
 def single_threaded_blas() -> None:
@@ -329,16 +379,36 @@ class Policy:
             )
         return found
 
-    def explain(self, node_obs: np.ndarray, dims: np.ndarray, choices: np.ndarray, against: np.ndarray) -> list[str]:
-        """One sentence per acting cell (see ``drivers``)."""
+    def explain(
+        self, node_obs: np.ndarray, dims: np.ndarray, choices: np.ndarray, against: np.ndarray, units: Units | None = None
+    ) -> list[str]:
+        """One phrase per acting cell (see ``drivers``), in operator units: the features that drove the choice, each
+        with its value, its typical value in training and its share of the choice's lead; static attributes of the
+        node and the service are left out."""
+        units = units or Units()
         texts = []
-        for drivers in self.drivers(node_obs, dims, choices, against):
+        for drivers in self.drivers(node_obs, dims, choices, against, top=len(STATIC_FEATURES) + 3):
             parts = [
-                f"{FEATURE_WORDS.get(name, name.replace('w_', 'weight on '))} {value:.2f} (typically {ref:.2f}, {share:.0%})"
+                f"{feature_text(name, value, units)} (typically {feature_value(name, ref, units)}; {share:.0%} of the lead)"
                 for name, value, ref, share in drivers
-            ]
-            texts.append("driven by " + ", ".join(parts) if parts else "no single feature stood out")
+                if name not in STATIC_FEATURES
+            ][:3]
+            texts.append("driven by " + ", ".join(parts) if parts else "no single changing quantity stood out")
         return texts
+
+    def probabilities(self, node_obs: np.ndarray, node_mask: np.ndarray, dims: np.ndarray, choices: np.ndarray) -> np.ndarray:
+        """For K acting cells: node rows (K, S, F), their masks (K, 4 (S + 2)), the action dimension and the choice
+        taken -> the probability (K,) the policy gave that choice among the allowed ones (what ``act`` samples from)."""
+        k = node_obs.shape[0]
+        if k == 0:
+            return np.zeros(0)
+        cells = np.arange(k)
+        logits = self.logits(node_obs)[cells, dims].astype(np.float64)  # (K, 4)
+        allowed = node_mask.reshape(k, -1, SCALE_CHOICES)[cells, dims] > 0
+        logits = np.where(allowed, logits, -np.inf)
+        logits -= logits.max(axis=1, keepdims=True)
+        weights = np.exp(logits)
+        return weights[cells, choices] / weights.sum(axis=1)
 
 
 def _argmax_of_four(logits: np.ndarray) -> np.ndarray:
