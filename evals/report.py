@@ -3,10 +3,12 @@ and DIR/series/*.json into DIR/report.md and PNG plots (DIR/plots/<scenario>.png
 
 Every number in the report is the mean over the seeds that produced it; with two or more such seeds it is followed by
 "± h", the half-width of the 95% Student t confidence interval of that mean: h = t(0.975, n - 1) * s / sqrt(n), with s
-the sample standard deviation over the n seeds. The t quantiles are hard-coded for 1..30 degrees of freedom (no scipy);
+the sample standard deviation over the n seeds. The t quantiles are hard-coded for 1..30 degrees of freedom;
 beyond that the normal 1.96 is used. Ratios (cost/HPA, cost/oracle, violation minutes/HPA) are per-seed ratios, the
 controller's value over the baseline's value on the same seed, then averaged the same way; they show "–" when the
-baseline was not run, failed, or is 0 on every seed. Failed runs and null metrics are left out of every mean.
+baseline was not run, failed, or is 0 on every seed. "cost/bound @ own SLA" is per seed too: the run's cost over the
+``bound`` record's frontier cost at the run's own ok_requests (evals.bound.step_bound), ≥ 1 by construction.
+Failed runs and null metrics are left out of every mean.
 
 Run it on its own with ``python -m evals.report DIR``.
 """
@@ -14,6 +16,7 @@ Run it on its own with ``python -m evals.report DIR``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import re
@@ -34,12 +37,16 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatter
 from matplotlib.transforms import blended_transform_factory
 
+from evals.bound import step_bound
 from simulators.metrics import VIOLATION_MINUTE_THRESHOLD
 
 BASELINE = "hpa"
 """The controller every cost and violation ratio is taken against."""
 ORACLE = "oracle"
-"""The clairvoyant controller: a lower bound on cost for its SLA."""
+"""The clairvoyant heuristic (local_agents.oracle): a controller that knows the future load, not a bound."""
+BOUND = "bound"
+"""The pseudo-controller of evals.runner whose records hold evals.bound's frontier: a true lower bound on cost."""
+BOUND_HEADER = "cost/bound @ own SLA"
 DASH = "–"
 """A cell with nothing to show: no successful run, a null metric, or a ratio without its baseline."""
 
@@ -75,6 +82,7 @@ SCENARIO_HEADER = (
     *(c[0] for c in RATE_COLUMNS),
     "cost/HPA",
     "cost/oracle",
+    BOUND_HEADER,
     "violation min/HPA",
     *(c[0] for c in COUNT_COLUMNS),
     "time to recover s",
@@ -301,6 +309,23 @@ def ratio_cell(layout: Layout, scenario: str, records: Sequence[dict[str, Any]],
     return stat_cell(seed_ratios(records, layout.records(scenario, baseline), metric))
 
 
+def bound_ratios(layout: Layout, scenario: str, controller: str) -> list[float]:
+    """Per seed: the run's cost over the bound at its own ok_requests (the same scenario and seed's frontier)."""
+    if controller == BOUND:
+        return []
+    frontiers = {r["seed"]: r["metrics"].get("bound") for r in ok_runs(layout.records(scenario, BOUND))}
+    ratios = []
+    for r in ok_runs(layout.records(scenario, controller)):
+        cost, ok = number(r["metrics"].get("cost")), number(r["metrics"].get("ok_requests"))
+        found = frontiers.get(r["seed"])
+        if cost is None or ok is None or not isinstance(found, dict):
+            continue
+        bound = step_bound(found.get("points") or [], ok)
+        if bound is not None and bound > 0:
+            ratios.append(cost / bound)
+    return ratios
+
+
 def recover_cell(records: Sequence[dict[str, Any]]) -> str:
     """Mean time to recover over the runs that recovered, with how many runs did not."""
     ok = ok_runs(records)
@@ -320,6 +345,7 @@ def scenario_row(layout: Layout, scenario: str, controller: str) -> list[str]:
         *(stat_cell(list(by_seed(records, metric).values()), scale) for _, metric, scale in RATE_COLUMNS),
         ratio_cell(layout, scenario, records, BASELINE, "cost"),
         ratio_cell(layout, scenario, records, ORACLE, "cost"),
+        stat_cell(bound_ratios(layout, scenario, controller)),
         ratio_cell(layout, scenario, records, BASELINE, "sla_violation_minutes"),
         *(stat_cell(list(by_seed(records, metric).values()), scale) for _, metric, scale in COUNT_COLUMNS),
         recover_cell(records),
@@ -360,6 +386,7 @@ def aggregate_row(layout: Layout, controller: str, keys: Sequence[str]) -> list[
     recover = [m for group in per_scenario if (m := scenario_mean(group, "time_to_recover_s")) is not None]
     cost_hpa = [r for s in layout.scenarios if (r := scenario_ratio(layout, s, controller, BASELINE, "cost")) is not None]
     cost_oracle = [r for s in layout.scenarios if (r := scenario_ratio(layout, s, controller, ORACLE, "cost")) is not None]
+    cost_bound = [stat.mean for s in layout.scenarios if (stat := mean_ci(bound_ratios(layout, s, controller))) is not None]
     passed, checked = expectation_counts(records)
     return [
         controller,
@@ -368,6 +395,7 @@ def aggregate_row(layout: Layout, controller: str, keys: Sequence[str]) -> list[
         value_cell(sum(minutes) if minutes else None),
         value_cell(geometric_mean(cost_hpa)),
         value_cell(geometric_mean(cost_oracle)),
+        value_cell(geometric_mean(cost_bound)),
         value_cell(sum(recover) / len(recover) if recover else None),
         f"{passed}/{checked}" if checked else DASH,
         str(len(records) - len(ok_runs(records))),
@@ -384,6 +412,7 @@ def aggregate_section(layout: Layout) -> list[str]:
         "total violation min",
         "geo-mean cost/HPA",
         "geo-mean cost/oracle",
+        f"geo-mean {BOUND_HEADER}",
         "mean time to recover s",
         "expectations passed",
         "failed runs",
@@ -479,8 +508,16 @@ def how_to_read() -> list[str]:
         "(the scenario's node prices per hour, paid for the share of each node the replicas hold); it is not the bill of the "
         "powered nodes. **Violation minutes** are minutes in which more than "
         f"{fmt(VIOLATION_MINUTE_THRESHOLD * 100)}% of the finished requests missed their SLO. "
-        "The **oracle** is a clairvoyant controller that knows the future load: it is a bound on what any controller "
-        "can reach, not a competitor, so cost/oracle measures the distance to that bound. "
+        "The **oracle** is a clairvoyant heuristic: it knows the future load but sizes each second from that second's "
+        "arrivals and ignores queues, so it is no bound (on bursts it drops requests, and a controller can beat it on both "
+        "cost and violations); cost/oracle is the distance to that heuristic. The **bound** row is no run: it is a true "
+        "lower bound on cost (evals.bound, a linear relaxation of the simulator with full knowledge of the future, one per "
+        "scenario and seed), shown where 1% of the requests it could finish within their SLO do not (its SLA violations % "
+        "is a share of the arrivals, not of the finished requests). **cost/bound @ own SLA** divides a run's cost by the "
+        "least cost at which any controller could finish as many requests within their SLO as that run did (the bound's "
+        "frontier point with the largest target at or below the run's count, never interpolated): it is at least 1, and "
+        "what lies above 1 is room left partly to controllers and partly to the relaxation (node resources, placement, "
+        "cold starts and the M/M/c waiting tail are relaxed away, so it is loose). "
         'Every cell is the mean over the seeds that produced a value; "± h" is the half-width of the 95% confidence '
         "interval of that mean (Student t with n - 1 degrees of freedom, h = t(0.975, n - 1) · s / √n), shown with two or "
         'more seeds. Ratios are taken per seed against the baseline on the same seed, then averaged; "–" means there is '
@@ -623,7 +660,7 @@ def plot_scenario(layout: Layout, scenario: str, out_dir: Path, colors: dict[str
 def plotted_runs(layout: Layout, scenario: str, runs: dict[str, tuple[int, dict[str, Any]]]) -> str:
     """The subtitle: which seed each controller is drawn from, and which controllers have no series to draw."""
     seeds = ", ".join(f"{c} seed {seed}" for c, (seed, _) in runs.items())
-    missing = [c for c in layout.controllers if layout.records(scenario, c) and c not in runs]
+    missing = [c for c in layout.controllers if layout.records(scenario, c) and c not in runs and c != BOUND]
     return f"(first seed of each controller: {seeds})" + (f"; no time series for {', '.join(missing)}" if missing else "")
 
 
@@ -684,7 +721,9 @@ def plot_frontier(layout: Layout, out_dir: Path, colors: dict[str, str]) -> Path
     relative = BASELINE in layout.controllers and any(ok_runs(layout.records(s, BASELINE)) for s in layout.scenarios)
     points = frontier_points(layout, relative)
     markers = {s: SCENARIO_MARKERS[k % len(SCENARIO_MARKERS)] for k, s in enumerate(layout.scenarios)}
-    fig, ax = plt.subplots(figsize=(10, 6.5), layout="constrained")
+    bounds = bound_curves(layout, relative)
+    fig, axes = plt.subplots(2 if bounds else 1, 1, figsize=(10, 13 if bounds else 6.5), layout="constrained", squeeze=False)
+    ax = axes[0, 0]
     try:
         if points:
             draw_frontier(ax, points, markers, colors, relative)
@@ -696,6 +735,9 @@ def plot_frontier(layout: Layout, out_dir: Path, colors: dict[str, str]) -> Path
         title = "Cost against SLA violations per scenario (lower left is better)"
         ax.set_title(title if relative else f"{title}; HPA not run, so absolute cost")
         ax.grid(True, alpha=0.3, which="both")
+        if bounds:
+            draw_bound_panel(axes[1, 0], layout, bounds, markers, colors, relative)
+            axes[1, 0].set_xlabel(ax.get_xlabel())
         path = out_dir / "plots" / "frontier.png"
         fig.savefig(path, dpi=110, bbox_inches="tight")  # keeps the legends outside the axes
     finally:
@@ -733,6 +775,72 @@ def draw_frontier(
     first = ax.legend(handles=controller_handles, title=mean_title, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
     ax.add_artist(first)
     ax.legend(handles=scenario_handles, title="scenario (small markers)", loc="lower left", bbox_to_anchor=(1.01, 0.0), fontsize=9)
+
+
+def shortfall(metrics: dict[str, Any], ok_key: str = "ok_requests") -> float | None:
+    """Share of the arrivals not finished within their SLO: 1 - ok_requests / requests."""
+    ok, requests = number(metrics.get(ok_key)), number(metrics.get("requests"))
+    return None if ok is None or not requests else 1.0 - ok / requests
+
+
+def bound_curves(layout: Layout, relative: bool) -> dict[str, list[tuple[float, float]]]:
+    """Per scenario with a bound record: its frontier as (cost, or cost over HPA's on the same seed; share of arrivals
+    not finished within their SLO), each point the mean over the seeds that have it, smallest shortfall first."""
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for scenario in layout.scenarios:
+        hpa = by_seed(layout.records(scenario, BASELINE), "cost")
+        per_level: dict[float, list[tuple[float, float]]] = {}
+        for r in ok_runs(layout.records(scenario, BOUND)):
+            found = r["metrics"].get("bound")
+            requests = number(found.get("requests")) if isinstance(found, dict) else None
+            if not requests:
+                continue
+            for p in found.get("points") or []:
+                cost = number(p.get("cost"))
+                den = hpa.get(r["seed"]) if relative else 1.0
+                if cost is not None and den:
+                    per_level.setdefault(float(p["violation_level"]), []).append((cost / den, 1.0 - float(p["ok_target"]) / requests))
+        if per_level:
+            curves[scenario] = [
+                (sum(x for x, _ in pts) / len(pts), sum(y for _, y in pts) / len(pts)) for _, pts in sorted(per_level.items())
+            ]
+    return curves
+
+
+def draw_bound_panel(
+    ax: Axes,
+    layout: Layout,
+    curves: dict[str, list[tuple[float, float]]],
+    markers: dict[str, str],
+    colors: dict[str, str],
+    relative: bool,
+) -> None:
+    """Cost against the share of arrivals not finished within their SLO: each scenario's bound as a staircase (no
+    controller can lie left of it at its own height: the step rule), and every controller's scenario means."""
+    ys: list[float] = []
+    for scenario, curve in curves.items():
+        stairs = [curve[0]]
+        for (_, y0), (x1, y1) in itertools.pairwise(curve):
+            stairs += [(x1, y0), (x1, y1)]
+        ax.plot([x for x, _ in stairs], [y * 100.0 for _, y in stairs], color="black", linewidth=1.1, alpha=0.7)
+        ax.scatter([x for x, _ in curve], [y * 100.0 for _, y in curve], marker=markers[scenario], color="black", s=18, zorder=3)
+        ys += [y * 100.0 for _, y in curve]
+    for controller in layout.controllers:
+        if controller == BOUND:
+            continue
+        for scenario in curves:
+            records = layout.records(scenario, controller)
+            y = mean_ci([v for r in ok_runs(records) if (v := shortfall(r["metrics"])) is not None])
+            x = scenario_ratio(layout, scenario, controller, BASELINE, "cost") if relative else scenario_mean(records, "cost")
+            if x is not None and y is not None:
+                ax.scatter(x, y.mean * 100.0, marker=markers[scenario], color=colors[controller], s=55, edgecolors="black", zorder=4)
+                ys.append(y.mean * 100.0)
+    positive = [y for y in ys if y > 0]
+    if positive:
+        ax.set_yscale("symlog", linthresh=min(positive))
+    ax.set_ylabel("arrivals not finished within their SLO (%, mean over seeds)")
+    ax.set_title("The cost lower bound (black staircase per scenario; lower left of it is impossible) and the controllers", fontsize=10)
+    ax.grid(True, alpha=0.3, which="both")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

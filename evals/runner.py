@@ -5,6 +5,12 @@ plots), then evals.report's DIR/report.md and PNG plots.
 A scenario that fails validation is reported with its file and field and the others still run; a controller that
 crashes on one run is recorded as failed with its error and the rest continue. Failed expectations are results, not
 errors.
+
+``bound`` is a pseudo-controller: it runs no simulation. Its record holds evals.bound's frontier for the scenario at
+the seed (the least cost any controller can run it at while finishing a given number of requests within their SLO)
+under ``metrics["bound"]``, and, as its ``cost`` / ``ok_requests`` / ``sla_violation_rate``, the frontier point at a
+violation level of evals.bound.REPORTED_LEVEL (there the violation rate is the share of arrivals not finished
+within their SLO). Every ordinary record's ``ok_requests`` is what evals.report compares with that frontier.
 """
 
 from __future__ import annotations
@@ -19,12 +25,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from evals.bound import REPORTED_LEVEL, compile_relaxation, frontier
 from evals.metrics import check_expectations, downsample, recovery_threshold, run_metrics
 from local_agents.controllers import Controller
 from local_agents.registry import make_controller
 from simulators.errors import InputError
 from simulators.metrics import RunRecorder
 from simulators.scenarios import load_scenario, scenario_files
+
+BOUND = "bound"
+"""The pseudo-controller whose record is the scenario's cost lower bound (evals.bound), not a run."""
+PSEUDO_CONTROLLERS = (BOUND,)
+"""Names ``ama eval --controllers`` takes that are not local_agents.registry controllers."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +105,12 @@ def run_one(task: RunTask) -> dict[str, Any]:
         scenario = load_scenario(task.file, seed=task.seed, duration_s=task.duration_s)
         record["scenario"] = scenario.name
         local, manager = split_controller(task.controller)
+        if local == BOUND:
+            if manager != "off":
+                raise ValueError(f"{BOUND} runs no controller, so no manager on top of it: use {BOUND!r}")
+            record.update(status="ok", error=None, metrics=bound_metrics(scenario), series_file=None, expectations=[])
+            record["wall_s"] = round(time.perf_counter() - started, 3)
+            return record
         if manager == "off":
             recorder, explained, manager_stats = _run_local(scenario, local, task)
         else:
@@ -109,6 +127,20 @@ def run_one(task: RunTask) -> dict[str, Any]:
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}{at}", metrics=None, expectations=[], series_file=None)
     record["wall_s"] = round(time.perf_counter() - started, 3)
     return record
+
+
+def bound_metrics(scenario: Any) -> dict[str, Any]:
+    """The ``bound`` record's metrics: the frontier, and its point at REPORTED_LEVEL as the record's cost."""
+    found = frontier(compile_relaxation(scenario))
+    point = next(p for p in found.points if p["violation_level"] == REPORTED_LEVEL)
+    requests = found.requests
+    return {
+        "cost": point["cost"],
+        "ok_requests": point["ok_target"],
+        "requests": requests,
+        "sla_violation_rate": 1.0 - point["ok_target"] / requests if requests > 0 else 0.0,
+        "bound": {**found.to_json(), "reported_level": REPORTED_LEVEL},
+    }
 
 
 def _run_local(scenario: Any, name: str, task: RunTask) -> tuple[RunRecorder, int, None]:

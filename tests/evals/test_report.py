@@ -274,3 +274,31 @@ def test_command_line(two_seed_eval: Path) -> None:
     helped = subprocess.run([sys.executable, "-m", "evals.report", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert helped.returncode == 0
     assert "DIR" in helped.stdout and "results.json" in helped.stdout
+
+
+def test_cost_over_the_bound_at_each_runs_own_sla_level(tmp_path: Path) -> None:
+    points = [
+        {"violation_level": 0.0, "ok_target": 1000.0, "cost": 0.5},
+        {"violation_level": 0.01, "ok_target": 990.0, "cost": 0.4},
+        {"violation_level": 0.1, "ok_target": 900.0, "cost": 0.25},
+    ]
+    frontier = {"points": points, "requests": 1000.0}
+    bound = {"cost": 0.4, "ok_requests": 990.0, "requests": 1000.0, "sla_violation_rate": 0.01, "bound": frontier}
+    runs = [
+        record("spike", "hpa", 1, metrics(2.0, 1.0, 0.05, ok_requests=950.0)),  # between 900 and 990: the 0.25 point
+        record("spike", "hpa", 2, metrics(1.0, 1.0, 0.0, ok_requests=1000.0)),  # at 1000: the 0.5 point
+        record("spike", "bound", 1, bound, series_file=None),
+        record("spike", "bound", 2, bound, series_file=None),
+        record("calm", "hpa", 1, metrics(1.0, 0.0, 0.0, ok_requests=995.0)),
+        record("calm", "bound", 1, bound, series_file=None),
+    ]
+    results = {"suite": "x", "created_at": "now", "command": "ama eval", "controllers": ["hpa", "bound"], "seeds": [1, 2], "runs": runs}
+    results["scenarios"] = [{"name": n, "file": f"{n}.yaml", "error": None, "threshold": 0.05} for n in ("spike", "calm")]
+    write_eval(tmp_path, results, {"hpa": 1.0}, {})
+    report = write_report(tmp_path).read_text()
+    assert table_row(report, "spike", "hpa")["cost/bound @ own SLA"] == f"5 ± {t_half_width([8.0, 2.0]):.3g}"  # 2/0.25, 1/0.5
+    assert table_row(report, "calm", "hpa")["cost/bound @ own SLA"] == "2.5"  # 995 is under 1000: the 990 point, 1/0.4
+    assert table_row(report, "All scenarios", "hpa")["geo-mean cost/bound @ own SLA"] == f"{math.sqrt(5.0 * 2.5):.3g}"
+    assert table_row(report, "spike", "bound")["cost/bound @ own SLA"] == DASH
+    assert "clairvoyant heuristic" in report and "no bound" in report
+    assert_png(tmp_path / "plots" / "frontier.png")
