@@ -1,7 +1,11 @@
-"""The clairvoyant bound. Called like any controller (``ama sim --controller oracle``, the evals); knowing every
-future arrival and every tick's work, it keeps, per service, the fewest replicas that meet the SLO under the
-simulator's own queueing model (``simulators.cluster.waiting_tail``), started a cold start ahead and stopped as soon
-as they are not needed. Its cost is the reference that online controllers are reported against.
+"""The clairvoyant heuristic (controller name ``oracle``, kept for compatibility). Called like any controller
+(``ama sim --controller oracle``, the evals); knowing every future arrival and every tick's work, it keeps, per
+service, the replicas each second's arrivals need to meet the SLO under the simulator's own queueing model
+(``simulators.cluster.waiting_tail``), started a cold start ahead and stopped as soon as they are not needed.
+
+It is NOT a bound: it sizes each second from that second's arrivals and ignores the queue, so after a burst it scales
+down and drops what is still queued, and an online controller can beat it on cost and violations at once. The true
+lower bound on cost at a given SLA level is evals.bound (``ama eval --controllers ...,bound``).
 
 Each tick's need is the smallest replica count ``k`` whose cells keep the share of requests over the SLO at or below
 ``max_violation``, with the ``k`` replicas spread evenly over the nodes that can hold them (``min(k, nodes)`` cells
