@@ -373,6 +373,18 @@ class _Nodes:
             self.c.log.set_status(decision_id, status, result=outcome)
 
 
+def invoke_incident(
+    graph: Any, incident_id: str, state: dict[str, Any] | None = None, verdicts: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run an incident's thread from ``state``, or resume it with the operator's ``verdicts``, the way the runtime
+    does: durable at the pause, reading only ``RESULT_KEYS`` (plus ``__interrupt__`` when it paused at the gate).
+    Never None: a run that ended before writing a result key (no anomaly to answer) gives ``{}``."""
+    payload: Any = Command(resume=verdicts) if verdicts is not None else state
+    config = {"configurable": {"thread_id": incident_id}}
+    durability = {"durability": DURABILITY} if graph.checkpointer is not None else {}
+    return graph.invoke(payload, config, output_keys=RESULT_KEYS, **durability) or {}
+
+
 def no_op(proposal: Proposal, weights: RewardWeights) -> str | None:
     """Why a proposal changes nothing (no weight that differs from those in force and no action), or None. An LLM
     plan like that is a planner failure: a valid but empty reply would silently switch the manager off."""

@@ -154,7 +154,7 @@ class LLMPlanner:
             with openai.OpenAI(base_url=s.base_url, api_key=s.api_key, timeout=min(s.timeout_s, 10.0), max_retries=0) as client:
                 client.models.list()
         except openai.APIStatusError as exc:
-            if exc.status_code < 500:  # it answers (some servers have no model list): a server is there
+            if exc.status_code not in (502, 503, 504):  # it answers (some servers have no model list): a server is there
                 return
             raise ConfigError(f"manager llm: the LLM server at {s.base_url} fails (HTTP {exc.status_code}); {_SERVE_HINT}") from None
         except openai.APIError as exc:

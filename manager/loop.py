@@ -32,12 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from langgraph.types import Command
 
 from local_agents.registry import make_controller
 from manager import whatif
 from manager.anomalies import Anomaly, Detectors, priority
-from manager.graph import DURABILITY, RESULT_KEYS, ManagerContext, build_graph, close_graph, verdicts_from_log
+from manager.graph import ManagerContext, build_graph, close_graph, invoke_incident, verdicts_from_log
 from manager.guard import SloWatch, WeightSchedule
 from manager.planners import Planner, RulePlanner, reward_statistics
 from manager.state import PLANNING_NODE_FIELDS
@@ -305,8 +304,7 @@ class Runtime:
             "reward_stats": reward_statistics(np.stack(self.recent_terms)) if self.recent_terms else {},
             "current_replicas": replicas,
         }
-        config = {"configurable": {"thread_id": incident}}
-        result = self.graph.invoke(state, config, durability=DURABILITY, output_keys=RESULT_KEYS) or {}
+        result = invoke_incident(self.graph, incident, state)
         summary = str((result.get("diagnosis") or {}).get("summary") or "nothing to answer")
         self.events.append(f"t={snapshot.time_s:.0f}s incident {incident}: {summary[:160]}")
         if result.get("__interrupt__"):  # paused at the gate (the only node that interrupts)
@@ -335,7 +333,7 @@ class Runtime:
                 continue
             del self.waiting[incident]
             try:
-                self.graph.invoke(Command(resume=verdicts), {"configurable": {"thread_id": incident}}, durability=DURABILITY)
+                invoke_incident(self.graph, incident, verdicts=verdicts)
             except Exception as exc:  # containment, as for planning
                 self._incident_failed(incident, now_s, "resuming after the operator's answer", exc)
                 continue

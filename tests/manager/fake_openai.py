@@ -1,5 +1,6 @@
 """A fake OpenAI-compatible server for the LLM planner's tests: real HTTP on 127.0.0.1 (an ephemeral port), served from
-a background thread, answering ``POST /v1/chat/completions`` with scripted replies and recording every request body.
+a background thread, answering ``POST /v1/chat/completions`` with scripted replies and recording every request body, and ``GET /v1/models``
+with its one model.
 
     with FakeOpenAI(replies=[{"content": '{"explanation": "ok"}'}]) as server:
         LLMPlanner(LLMSettings(base_url=server.base_url)).plan(...)
@@ -80,6 +81,12 @@ class FakeOpenAI:
 def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            if self.path.rstrip("/") != "/v1/models":
+                self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+                return
+            self._send(200, {"object": "list", "data": [{"id": fake.model, "object": "model", "owned_by": "fake"}]})
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

@@ -190,3 +190,129 @@ def test_the_planner_sees_the_agents_reward_statistics_from_the_recent_window(tm
     for name, row in stats.items():
         assert -1.0 <= row["min"] <= row["mean"] <= row["max"] <= 1.0, name
     assert stats["sla"]["min"] < 0.0  # the spike made some node miss its SLO in the window before the incident
+
+
+# ---------------------------------------------------------------------------------------------- robustness
+
+
+NODES = "{prefix: cloud, count: 6, tier: cloud, cpus: 8, mem_gb: 32, boot_s: 30}"
+
+
+def scenario_file(tmp_path: Path, events: str, nodes: str = NODES) -> Path:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(f"""\
+name: robustness
+seed: 3
+duration_s: 600
+cluster:
+  nodes:
+    - {nodes}
+services:
+  - {{name: api, work_ms: 40, slo_ms: 300, min_replicas: 2, max_replicas: 64, initial_replicas: 8}}
+workload:
+  - {{service: api, type: poisson, rps: 100}}
+events:
+{events}
+""")
+    return path
+
+
+def test_a_price_change_alone_opens_one_incident_whose_rule_fires(tmp_path: Path) -> None:
+    """The crash of the last round: a price change was reported but never in force, so its incident had no anomaly."""
+    path = scenario_file(tmp_path, "  - {at_s: 200, type: price_change, tier: cloud, factor: 3}")
+    log = DecisionLog(f"sqlite:///{tmp_path / 'log.db'}")
+    runtime = Runtime(RuntimeSettings(scenario=path, controller="marl", checkpoints=tmp_path / "c.db"), log)
+    summary = runtime.run()
+    assert summary["incidents_opened"] == 1 and summary["incidents_failed"] == 0
+    rows = log.decisions(run_id=runtime.run_id, actor="manager", limit=1000)
+    weights = sorted((r for r in rows if r.action == "set_reward_weights"), key=lambda r: r.tick)
+    assert weights[0].status == "applied" and "price change on cloud (prices x3.00): raise cost 0.15 -> 0.30" in weights[0].explanation
+    assert all(r.explanation.startswith("reverted") for r in weights[1:])  # the SLO watch may take it back; nothing else
+
+
+def test_an_incident_that_raises_is_recorded_as_failed_and_the_run_goes_on(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import manager.graph
+
+    def broken_guard(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("guard exploded")
+
+    monkeypatch.setattr(manager.graph, "guard", broken_guard)
+    log = DecisionLog(f"sqlite:///{tmp_path / 'log.db'}")
+    runtime = Runtime(settings(tmp_path), log)
+    summary = runtime.run()
+    assert summary["ticks"] == runtime.cluster.horizon  # the run went to its end
+    assert summary["incidents_failed"] >= 1
+    failed = [r for r in log.decisions(run_id=runtime.run_id, actor="manager", limit=1000) if r.action == "incident"]
+    assert failed and all(r.status == "failed" and "RuntimeError: guard exploded" in r.explanation for r in failed)
+    assert runtime.schedule.current == runtime.schedule.initial  # nothing was changed for it
+
+
+def test_one_failure_of_many_nodes_is_one_incident_closed_when_they_recover(tmp_path: Path) -> None:
+    events = (
+        "  - {at_s: 150, type: node_failure, node: [cloud-0, cloud-1, cloud-2]}\n"
+        "  - {at_s: 400, type: node_recovery, node: [cloud-0, cloud-1, cloud-2]}"
+    )
+    path = scenario_file(tmp_path, events)
+    log = DecisionLog(f"sqlite:///{tmp_path / 'log.db'}")
+    runtime = Runtime(RuntimeSettings(scenario=path, controller="kpa", checkpoints=tmp_path / "c.db"), log)
+    summary = runtime.run()
+    failures = [a for a in runtime.reports if a.type == "node_failure"]
+    assert len(failures) == 3
+    rows = log.decisions(run_id=runtime.run_id, actor="manager", limit=1000)
+    failure_incidents = {r.incident_id for r in rows if "node failure" in r.explanation}
+    assert len(failure_incidents) == 1
+    (incident,) = failure_incidents
+    closed = [r for r in rows if r.action == "note" and r.incident_id == incident and "closed" in r.explanation]
+    assert len(closed) == 1 and closed[0].time_s >= 400
+    assert summary["incidents_opened"] == len({a.since_s for a in runtime.reports})  # one per tick anomalies started on
+
+
+def test_a_drained_straggler_is_offered_back_once_its_slowdown_ends(tmp_path: Path) -> None:
+    events = "  - {at_s: 120, type: straggler, node: cloud-1, slowdown: 5, duration_s: 200}"
+    path = scenario_file(tmp_path, events)
+    log = DecisionLog(f"sqlite:///{tmp_path / 'log.db'}")
+    runtime = Runtime(RuntimeSettings(scenario=path, controller="kpa", checkpoints=tmp_path / "c.db", auto_approve="op"), log)
+    runtime.run()
+    rows = log.decisions(run_id=runtime.run_id, actor="manager", limit=1000)
+    (drain,) = [r for r in rows if r.action == "drain_node"]
+    (restore,) = [r for r in rows if r.action == "restore_node"]
+    assert drain.status == "applied" and restore.status == "applied" and restore.risk == "high"
+    assert 320 <= restore.time_s <= 340 and "cloud-1" in restore.explanation and "drained by incident" in restore.explanation
+    assert runtime.cluster.state[runtime.cluster.node_names.index("cloud-1")] in (NODE_BOOTING, NODE_ON)
+
+
+def test_the_llm_manager_refuses_in_one_line_without_a_server(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    import pytest
+
+    from simulators.errors import ConfigError
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("AMA_LLM_BASE_URL", f"http://127.0.0.1:{port}/v1")
+    log = DecisionLog(f"sqlite:///{tmp_path / 'log.db'}")
+    with pytest.raises(ConfigError) as error:
+        Runtime(settings(tmp_path, manager="llm"), log)
+    assert "\n" not in str(error.value) and f"no LLM server answers at http://127.0.0.1:{port}/v1" in str(error.value)
+
+
+def test_the_llm_manager_plans_with_the_llm_and_an_empty_reply_falls_back(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tests.manager.fake_openai import FakeOpenAI
+
+    good = {"content": json.dumps({"weights": {"sla": 0.55}, "expires_in_s": 300, "explanation": "spike: more sla", "confidence": 0.7})}
+    empty = {"content": json.dumps({"weights": {}, "explanation": "nothing to do", "confidence": 0.9})}
+    with FakeOpenAI([good, empty, empty, empty]) as server:
+        monkeypatch.setenv("AMA_LLM_BASE_URL", server.base_url)
+        monkeypatch.setenv("AMA_LLM_RESPONSE_FORMAT", "json_object")
+        log = DecisionLog(f"sqlite:///{tmp_path / 'log.db'}")
+        runtime = Runtime(settings(tmp_path, manager="llm", ticks=200), log)
+        runtime.run()
+    assert server.requests, "the llm manager never asked the LLM"
+    rows = log.decisions(run_id=runtime.run_id, actor="manager", limit=1000)
+    weights = [r for r in rows if r.action == "set_reward_weights"]
+    assert "spike: more sla" in weights[0].explanation  # the LLM's own plan
+    notes = [r.explanation for r in rows if r.action == "note"]
+    if len(server.requests) > 1:  # a second incident got the empty reply: a planner failure, the rule planner answered
+        assert any("llm planner failed (its plan changes nothing" in n for n in notes)
