@@ -27,13 +27,32 @@ def _oracle(params: dict[str, str], placement: str, seed: int) -> Controller:
     return OracleController(OracleSettings.from_params(params), seed)
 
 
+MARL_SWITCHES = ("shield", "ood")
+"""The MARL controller's safety layers, each ``on`` (default) or ``off`` (to measure what it costs or saves)."""
+
+
 def _marl(params: dict[str, str], placement: str, seed: int) -> Controller:
     from local_agents.marl import MarlController  # loads the policy file only when asked for
 
-    unknown = sorted(set(params) - {"policy"})
+    unknown = sorted(set(params) - {"policy", *MARL_SWITCHES})
     if unknown:
-        raise ConfigError(f"marl: unknown parameters {', '.join(unknown)} (takes policy=PATH)")
-    return MarlController(params.get("policy"), seed=seed)
+        raise ConfigError(f"marl: unknown parameters {', '.join(unknown)} (takes policy=PATH, shield=on|off, ood=on|off)")
+    switches = {}
+    for key in MARL_SWITCHES:
+        value = params.get(key, "on").lower()
+        if value not in ("on", "off"):
+            raise ConfigError(f"marl: {key} must be on or off, got {params[key]!r}")
+        switches[key] = value == "on"
+    return MarlController(params.get("policy"), seed=seed, **switches)
+
+
+def _marl_without(switch: str) -> Builder:
+    """``marl`` with one safety layer off by default: a name ``ama eval --controllers`` can run side by side with ``marl``."""
+
+    def build(params: dict[str, str], placement: str, seed: int) -> Controller:
+        return _marl({switch: "off", **params}, placement, seed)
+
+    return build
 
 
 def _node_rule(params: dict[str, str], placement: str, seed: int) -> Controller:
@@ -81,6 +100,8 @@ BUILDERS: dict[str, Builder] = {
     "oracle": _oracle,
     "node-rule": _node_rule,
     "marl": _marl,
+    "marl-noshield": _marl_without("shield"),
+    "marl-noood": _marl_without("ood"),
 }
 
 
