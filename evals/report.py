@@ -509,7 +509,7 @@ def how_to_read() -> list[str]:
         "powered nodes. **Violation minutes** are minutes in which more than "
         f"{fmt(VIOLATION_MINUTE_THRESHOLD * 100)}% of the finished requests missed their SLO. "
         "The **oracle** is a clairvoyant heuristic: it knows the future load but sizes each second from that second's "
-        "arrivals and ignores queues, so it is no bound (on bursts it drops requests, and a controller can beat it on both "
+        "arrivals and ignores queues, so it is no bound (after a burst it can drop what is still queued; a controller can beat it on both "
         "cost and violations); cost/oracle is the distance to that heuristic. The **bound** row is no run: it is a true "
         "lower bound on cost (evals.bound, a linear relaxation of the simulator with full knowledge of the future, one per "
         "scenario and seed), shown where 1% of the requests it could finish within their SLO do not (its SLA violations % "
