@@ -83,6 +83,7 @@ class MarlController(NodeAgentController):
         self.rule = NodeRuleSettings()
         self.stats = MarlStats(self.shield.counts)
         self._was_ood = np.zeros(0, dtype=bool)
+        self._ood_since = np.zeros(0)
         single_threaded_blas()
 
     def reset(self, cluster: Cluster) -> None:
@@ -90,6 +91,7 @@ class MarlController(NodeAgentController):
         self.shield.reset(cluster)
         self.stats = MarlStats(self.shield.counts)
         self._was_ood = np.zeros(cluster.n_nodes, dtype=bool)
+        self._ood_since = np.zeros(cluster.n_nodes)
 
     def act(self, cluster: Cluster) -> Decision:
         if self.observer is None:
@@ -134,10 +136,12 @@ class MarlController(NodeAgentController):
         notes = []
         for k, node in enumerate(ood.nodes if ood is not None else []):
             if not self._was_ood[node]:
+                self._ood_since[node] = c.time_s
                 text = f"{c.node_names[node]} is outside what training saw ({self._why_ood(c, ood, k)}): the node rule decides for it"  # type: ignore[arg-type]
                 notes.append(ActionReason("marl", "fallback", "*", c.node_names[node], 0, 1, text))
         for node in np.flatnonzero(self._was_ood & ~now):
-            text = f"{c.node_names[node]} is back within what training saw (all its quantities in range): the policy decides again"
+            outside = c.time_s - self._ood_since[node]
+            text = f"{c.node_names[node]} is back within what training saw after {outside:.0f} s outside it: the policy decides again"
             notes.append(ActionReason("marl", "fallback", "*", c.node_names[node], 1, 0, text))
         self._was_ood = now
         return notes
