@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from simulators import workloads
 from simulators.cluster import Cluster, ClusterConfig, Event, NodeSpec, ServiceSpec, Workload
-from simulators.errors import ScenarioError, TraceFormatError
+from simulators.errors import ConfigError, ScenarioError, TraceFormatError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCENARIO_DIR = REPO_ROOT / "evals" / "scenarios"
@@ -444,12 +444,37 @@ def compile_scenario(spec: ScenarioSpec, path: Path | None = None, root: yaml.No
     return Scenario(spec, path, config, Workload(arrivals, work_scale), tuple(events))
 
 
+def generated_dir() -> Path:
+    """Where the generated suites are cached: ``$AMA_GENERATED_DIR`` or ``<repo>/out/generated``."""
+    return Path(os.environ.get("AMA_GENERATED_DIR", REPO_ROOT / "out" / "generated"))
+
+
 def scenario_files(suite: str | None = None, directory: Path = SCENARIO_DIR) -> list[Path]:
-    """Shipped scenario files, optionally only those that list ``suite`` (read without compiling)."""
+    """Shipped scenario files, optionally only those that list ``suite`` (read without compiling).
+
+    ``generated-<split>`` and ``generated-<split>-<count>`` (split train, validation or test) are the generator's
+    scenarios 0 .. count - 1 of that split (default count: simulators.generator.DEFAULT_COUNTS), written on first
+    use under ``generated_dir()/v<version>-<traces|no-traces>/<split>/`` and reused after."""
+    if suite is not None and suite.startswith("generated-"):
+        return _generated_files(suite)
     files = sorted(directory.glob("*.yaml"))
     if suite is None:
         return files
     return [f for f in files if suite in (yaml.safe_load(f.read_text()) or {}).get("suites", [])]
+
+
+def _generated_files(suite: str) -> list[Path]:
+    from simulators import generator  # generator builds on this module's schema
+
+    split, _, count_text = suite.removeprefix("generated-").partition("-")
+    if split not in generator.SPLITS or (count_text and not count_text.isdigit()):
+        raise ConfigError(
+            f"unknown suite {suite!r}; generated suites are generated-<split>[-<count>], split one of {', '.join(generator.SPLITS)}"
+        )
+    count = int(count_text) if count_text else generator.DEFAULT_COUNTS[split]
+    flavour = "traces" if generator.traces_available() else "no-traces"
+    folder = generated_dir() / f"v{generator.GENERATOR_VERSION}-{flavour}" / split
+    return generator.write_split(split, count, folder, overwrite=False)
 
 
 # ----------------------------------------------------------------------------------------------- building blocks

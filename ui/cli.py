@@ -328,6 +328,31 @@ def llm_serve(
     become(plan.argv)
 
 
+scenarios_app = typer.Typer(help="Scenario files: generate random ones for training, validation and test.", no_args_is_help=True)
+app.add_typer(scenarios_app, name="scenarios")
+
+
+@scenarios_app.command("generate")
+def scenarios_generate(
+    out: Annotated[Path, typer.Option(help="Folder to write the scenario files into (created if missing).")],
+    count: Annotated[int, typer.Option(min=1, help="How many scenarios.")] = 40,
+    seed: Annotated[int, typer.Option(min=0, help="First index within the split: scenario K has generator seed split start + K.")] = 0,
+    split: Annotated[str, typer.Option(help="train, validation or test: disjoint generator seed ranges.")] = "test",
+) -> None:
+    """Write COUNT random scenarios (clusters of 2-600 nodes, every workload kind and anomaly type) as YAML files
+    that load like the hand-written ones; the same split and seed always give the same files."""
+    from simulators.generator import split_seed, write_split
+
+    try:
+        first, last = split_seed(split, seed), split_seed(split, seed + count - 1)
+        with progress_bar("scenarios") as progress:
+            task = progress.add_task(f"generate {split}", total=count)
+            paths = write_split(split, count, out, first=seed, progress=lambda _path: progress.advance(task))
+    except InputError as exc:
+        fail(str(exc))
+    typer.echo(f"{len(paths)} {split} scenarios (generator seeds {first}..{last}) in {out}")
+
+
 @app.command()
 def train(
     out: Annotated[Path, typer.Option(help="Folder for checkpoint.pt, curves.csv/png and policy.npz.")] = Path("runs/marl"),
