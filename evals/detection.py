@@ -97,7 +97,8 @@ def _targets(scenario: Scenario, e: Event) -> set[str]:
 
 
 def score(reports: list[Anomaly], truths: list[Truth], window_s: float = WINDOW_S) -> dict[str, Any]:
-    """Time to detect per injected anomaly, and precision / recall per type."""
+    """Time to detect per injected anomaly, and precision / recall per type; ``counts`` has the numbers behind
+    them per type (injected, detected, reported, true reports, each detection's delay), which pool over runs."""
     detected = []
     for truth in truths:
         hit = next(
@@ -119,6 +120,7 @@ def score(reports: list[Anomaly], truths: list[Truth], window_s: float = WINDOW_
             }
         )
     per_type: dict[str, dict[str, float | int | None]] = {}
+    counts: dict[str, dict[str, Any]] = {}
     for kind in ANOMALY_TYPES:
         if kind == "slo_breach":
             continue
@@ -134,12 +136,20 @@ def score(reports: list[Anomaly], truths: list[Truth], window_s: float = WINDOW_
             "precision": len(true_reports) / len(mine) if mine else None,
             "recall": len(found) / len(kind_truths) if kind_truths else None,
         }
+        counts[kind] = {
+            "injected": len(kind_truths),
+            "detected": len(found),
+            "reported": len(mine),
+            "true_reports": len(true_reports),
+            "detect_s": [float(d["detect_s"]) for d in found],
+        }
     times = [d["detect_s"] for d in detected if d["detect_s"] is not None]
     return {
         "anomalies": detected,
         "per_type": per_type,
         "mean_time_to_detect_s": sum(times) / len(times) if times else None,
         "slo_breach_reports": sum(a.type == "slo_breach" for a in reports),
+        "counts": counts,
     }
 
 

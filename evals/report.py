@@ -430,6 +430,121 @@ def aggregate_section(layout: Layout) -> list[str]:
     return ["## All scenarios", "", *md_table(header, rows), *notes, ""]
 
 
+def head_to_head_rows(layout: Layout) -> list[list[str]]:
+    """Each controller against HPA, and each controller with a manager against the same controller without one, over
+    the scenarios where both have runs: the ratio of their summed violation minutes, the geometric mean of the
+    per-scenario cost ratios, and on how many scenarios it did worse (over 1.1x the violation minutes, more drops)
+    or at least as well."""
+    rows = []
+    pairs = [(c, BASELINE) for c in layout.controllers if c not in (BASELINE, BOUND)]
+    pairs += [(c, c.partition("+")[0]) for c in layout.controllers if "+" in c and c.partition("+")[0] in layout.controllers]
+    for controller, against in pairs:
+        if against not in layout.controllers:
+            continue
+        both = [s for s in layout.scenarios if ok_runs(layout.records(s, controller)) and ok_runs(layout.records(s, against))]
+        if not both:
+            continue
+
+        def means(metric: str, name: str, scenarios: list[str] = both) -> list[float]:
+            return [scenario_mean(layout.records(s, name), metric) or 0.0 for s in scenarios]
+
+        mine, theirs = means("sla_violation_minutes", controller), means("sla_violation_minutes", against)
+        drops, their_drops = means("drops", controller), means("drops", against)
+        costs = [r for s in both if (r := scenario_ratio(layout, s, controller, against, "cost")) is not None]
+        worse = sum(m > 1.1 * t + 1e-9 for m, t in zip(mine, theirs, strict=True))
+        at_most = sum(m <= t + 1e-9 for m, t in zip(mine, theirs, strict=True))
+        more_drops = sum(d > t + 0.5 for d, t in zip(drops, their_drops, strict=True))
+        rows.append([
+            controller, against, str(len(both)),
+            value_cell(sum(mine) / sum(theirs) if sum(theirs) > 0 else None), value_cell(geometric_mean(costs)),
+            f"{at_most} ({at_most / len(both):.0%})", str(worse), str(more_drops),
+        ])  # fmt: skip
+    return rows
+
+
+def head_to_head_section(layout: Layout) -> list[str]:
+    rows = head_to_head_rows(layout)
+    if not rows:
+        return []
+    header = [
+        "controller", "against", "scenarios", "violation min ratio", "geo-mean cost ratio",
+        "scenarios at or under its violation min", "scenarios over 1.1x its violation min", "scenarios with more drops",
+    ]  # fmt: skip
+    note = (
+        "Violation min ratio: the controller's violation minutes summed over the scenarios over the other's (each "
+        "scenario its mean over seeds); cost ratio: geometric mean over scenarios of the mean per-seed cost ratio."
+    )
+    return ["## Head to head", "", *md_table(header, rows, text_columns=2), "", note, ""]
+
+
+def detection_rows(layout: Layout) -> list[list[str]]:
+    """Per controller that ran with a manager, per anomaly type: the detectors' counts pooled over every run."""
+    rows = []
+    for controller in layout.controllers:
+        pooled: dict[str, dict[str, Any]] = {}
+        for scenario in layout.scenarios:
+            for record in ok_runs(layout.records(scenario, controller)):
+                for kind, counts in (record["metrics"].get("detection") or {}).items():
+                    total = pooled.setdefault(kind, {"injected": 0, "detected": 0, "reported": 0, "true_reports": 0, "detect_s": []})
+                    for key in ("injected", "detected", "reported", "true_reports"):
+                        total[key] += int(counts.get(key) or 0)
+                    total["detect_s"] += list(counts.get("detect_s") or [])
+        for kind, t in sorted(pooled.items()):
+            precision = t["true_reports"] / t["reported"] if t["reported"] else None
+            recall = t["detected"] / t["injected"] if t["injected"] else None
+            delay = sum(t["detect_s"]) / len(t["detect_s"]) if t["detect_s"] else None
+            rows.append([
+                controller, kind, str(t["injected"]), str(t["detected"]), str(t["reported"]),
+                value_cell(precision), value_cell(recall), value_cell(delay),
+            ])  # fmt: skip
+    return rows
+
+
+def detection_section(layout: Layout) -> list[str]:
+    rows = detection_rows(layout)
+    if not rows:
+        return []
+    header = ["controller", "anomaly", "injected", "detected", "reported", "precision", "recall", "mean time to detect s"]
+    note = (
+        "Pooled over every run with the manager: an injected anomaly is detected by the first report of its type on "
+        "its target within 180 s; precision is the share of reports that match an injected anomaly in force "
+        "(evals.detection). Bursts are found in the arrivals, not injected as events."
+    )
+    return ["## Anomaly detection", "", *md_table(header, rows, text_columns=2), "", note, ""]
+
+
+def stability_rows(layout: Layout) -> list[list[str]]:
+    """Per controller: scale moves and the share undone within 10 s (pooled), and what its shield and OOD guard did."""
+    rows = []
+    for controller in layout.controllers:
+        records = [r for s in layout.scenarios for r in ok_runs(layout.records(s, controller))]
+        moves = sum(number(r["metrics"].get("scale_moves")) or 0.0 for r in records)
+        if not records or controller == BOUND:
+            continue
+        undone = sum(number(r["metrics"].get("moves_undone_10s")) or 0.0 for r in records)
+        own = [r["metrics"].get("controller") or {} for r in records]
+        shielded = sum(v for m in own for k, v in m.items() if k.startswith("shielded_"))
+        node_ticks = sum(m.get("node_ticks", 0) for m in own)
+        ood = sum(m.get("ood_node_ticks", 0) for m in own)
+        rows.append([
+            controller, f"{moves:.0f}", value_cell(undone / moves if moves else None, 100.0),
+            f"{shielded:.0f}" if node_ticks else DASH, value_cell(ood / node_ticks if node_ticks else None, 100.0),
+        ])  # fmt: skip
+    return rows
+
+
+def stability_section(layout: Layout) -> list[str]:
+    rows = stability_rows(layout)
+    if not rows:
+        return []
+    header = ["controller", "scale moves", "undone within 10 s %", "moves shielded", "node-ticks out of distribution %"]
+    note = (
+        "A scale move is a cell's replica count changing on a node that stayed on; undone: reversed within 10 s "
+        "(simulators.metrics). Shielded moves and out-of-distribution node-ticks are the MARL controller's own counts."
+    )
+    return ["## Flapping, shield and OOD guard", "", *md_table(header, rows), "", note, ""]
+
+
 def scenario_facts(layout: Layout, scenario: str, controllers: Sequence[str]) -> str:
     """One line: the scenario's file, its recovery threshold and its seeds."""
     files = {s.get("file") for s in layout.results.get("scenarios") or [] if s.get("name") == scenario} - {None}
@@ -857,6 +972,9 @@ def write_report(out_dir: Path) -> Path:
     for scenario in layout.scenarios:
         lines += scenario_section(layout, scenario, plot_scenario(layout, scenario, out_dir, colors), out_dir)
     lines += aggregate_section(layout)
+    lines += head_to_head_section(layout)
+    lines += stability_section(layout)
+    lines += detection_section(layout)
     frontier = plot_frontier(layout, out_dir, colors)
     lines += [f"![Cost against SLA-violation minutes]({frontier.relative_to(out_dir).as_posix()})", ""]
     lines += failed_expectations_section(layout)

@@ -112,11 +112,11 @@ def run_one(task: RunTask) -> dict[str, Any]:
             record["wall_s"] = round(time.perf_counter() - started, 3)
             return record
         if manager == "off":
-            recorder, explained, manager_stats = _run_local(scenario, local, task)
+            recorder, explained, manager_stats, extra = _run_local(scenario, local, task)
         else:
-            recorder, explained, manager_stats = _run_with_manager(scenario, local, manager, task)
+            recorder, explained, manager_stats, extra = _run_with_manager(scenario, local, manager, task)
         threshold = recovery_threshold(scenario.spec.expect)
-        metrics = run_metrics(recorder, scenario.events, threshold, explained, manager_stats)
+        metrics = {**run_metrics(recorder, scenario.events, threshold, explained, manager_stats), **extra}
         series_name = f"series/{scenario.name}__{task.controller}__{task.seed}.json"
         _write_series(Path(task.out_dir) / series_name, recorder, scenario)
         record.update(status="ok", error=None, metrics=metrics, series_file=series_name)
@@ -143,10 +143,17 @@ def bound_metrics(scenario: Any) -> dict[str, Any]:
     }
 
 
-def _run_local(scenario: Any, name: str, task: RunTask) -> tuple[RunRecorder, int, None]:
+def _run_local(scenario: Any, name: str, task: RunTask) -> tuple[RunRecorder, int, None, dict[str, Any]]:
     controller = make_controller(name, placement=task.placement, seed=task.seed)
     recorder, explained = run_controller(scenario, controller)
-    return recorder, explained, None
+    return recorder, explained, None, controller_stats(controller)
+
+
+def controller_stats(controller: Controller) -> dict[str, Any]:
+    """What a controller counted about itself (the MARL controller's shield and OOD guard), as ``controller`` metrics."""
+    stats = getattr(controller, "stats", None)
+    as_dict = getattr(stats, "as_dict", None)
+    return {"controller": dict(as_dict())} if callable(as_dict) else {}
 
 
 def run_controller(scenario: Any, controller: Controller, keep_series: bool = True) -> tuple[RunRecorder, int]:
@@ -164,8 +171,11 @@ def run_controller(scenario: Any, controller: Controller, keep_series: bool = Tr
     return recorder, explained
 
 
-def _run_with_manager(scenario: Any, local: str, manager: str, task: RunTask) -> tuple[RunRecorder, int, dict[str, Any]]:
-    """The runtime with the manager, an operator who approves every proposal at once, and the detectors scored."""
+def _run_with_manager(
+    scenario: Any, local: str, manager: str, task: RunTask
+) -> tuple[RunRecorder, int, dict[str, Any], dict[str, Any]]:
+    """The runtime with the manager, an operator who approves every proposal at once, and the detectors scored
+    (``detection``: per anomaly type, counts that pool over runs into precision, recall and time to detect)."""
     import tempfile
 
     from evals.detection import ground_truth, score
@@ -190,8 +200,12 @@ def _run_with_manager(scenario: Any, local: str, manager: str, task: RunTask) ->
         "approvals_requested": sum(r.risk == "high" for r in rows),
         "unsafe_blocked": sum(r.action == "note" and r.explanation.startswith("refused") for r in rows),
         "weight_changes": sum(r.action == "set_reward_weights" for r in rows),
+        "incidents": runtime.incidents_opened,
+        "incidents_failed": runtime.incidents_failed,
+        "restores_offered": sum(r.action == "restore_node" for r in rows),
     }
-    return runtime.metrics, runtime.explained, stats
+    extra = {"detection": detection["counts"], **controller_stats(runtime.controller)}
+    return runtime.metrics, runtime.explained, stats, extra
 
 
 def _write_series(path: Path, recorder: RunRecorder, scenario: Any) -> None:

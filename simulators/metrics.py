@@ -11,7 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from simulators.cluster import LATENCY_GRID_MS, Cluster, percentile_from_survival
+from simulators.cluster import LATENCY_GRID_MS, NODE_ON, Cluster, percentile_from_survival
+
+UNDO_WINDOW_S = 10.0
+"""A scale move reversed on the same cell within this many seconds counts as undone (flapping)."""
 
 VIOLATION_MINUTE_THRESHOLD = 0.05
 """A tick counts towards SLA-violation minutes when more than this share of its finished requests violated."""
@@ -41,6 +44,14 @@ class RunRecorder:
     asleep_node_ticks: float = 0.0
     """Node-ticks spent asleep (put to sleep by its agent to save idle power)."""
     violation_ticks: int = 0
+    scale_moves: int = 0
+    """Cell-ticks on which a controller changed a cell's replicas (warm + booting) on a node that stayed on."""
+    moves_undone: int = 0
+    """Scale moves that reversed the cell's previous move within UNDO_WINDOW_S (up then down, or down then up)."""
+    _last_replicas: np.ndarray | None = None
+    _last_direction: np.ndarray | None = None
+    _last_move_s: np.ndarray | None = None
+    _was_on: np.ndarray | None = None
     exceed: np.ndarray = field(default_factory=lambda: np.zeros(LATENCY_GRID_MS.size))
     series: dict[str, list[float]] = field(default_factory=lambda: {name: [] for name in SERIES})
 
@@ -66,6 +77,7 @@ class RunRecorder:
         self.asleep_node_ticks += float(c.asleep.sum())
         rate = violations / finished if finished > 0 else 0.0
         self.violation_ticks += rate > VIOLATION_MINUTE_THRESHOLD
+        self._count_moves(c)
         _, exceed = c.latency_survival()
         tick_exceed = exceed.sum(0)
         self.exceed += tick_exceed
@@ -82,6 +94,29 @@ class RunRecorder:
             s["queue"].append(float(c.queue.sum()))
             s["drops"].append(drops)
             s["cold_starts"].append(float(o.cold_starts.sum()))
+
+    def _count_moves(self, c: Cluster) -> None:
+        """Scale moves and the ones undone within UNDO_WINDOW_S; changes on nodes that failed, were drained or
+        booted this tick are the node's, not a scaling decision, and are not moves."""
+        replicas = c.warm + c.booting
+        on = c.state == NODE_ON
+        if self._last_replicas is None or self._was_on is None:
+            self._last_replicas, self._was_on = replicas.copy(), on.copy()
+            self._last_direction = np.zeros(replicas.shape, dtype=np.int8)
+            self._last_move_s = np.full(replicas.shape, -np.inf)
+            return
+        assert self._last_direction is not None and self._last_move_s is not None
+        direction = np.sign(replicas - self._last_replicas).astype(np.int8)
+        direction[~(on & self._was_on)] = 0
+        moved = direction != 0
+        if moved.any():
+            now = c.time_s
+            reversed_ = moved & (direction == -self._last_direction) & (now - self._last_move_s <= UNDO_WINDOW_S)
+            self.scale_moves += int(moved.sum())
+            self.moves_undone += int(reversed_.sum())
+            self._last_direction[moved] = direction[moved]
+            self._last_move_s[moved] = now
+        self._last_replicas, self._was_on = replicas.copy(), on
 
     def summary(self) -> dict[str, Any]:
         """The run's metrics as plain numbers."""
@@ -108,6 +143,9 @@ class RunRecorder:
             "drops": self.drops,
             "wasted_mem_gb_s": self.wasted_mem_gbs,
             "scale_actions": self.replica_changes,
+            "scale_moves": self.scale_moves,
+            "moves_undone_10s": self.moves_undone,
+            "undone_share": self.moves_undone / self.scale_moves if self.scale_moves else 0.0,
             "asleep_node_minutes": self.asleep_node_ticks * tick_s / 60.0,
         }
 

@@ -302,3 +302,37 @@ def test_cost_over_the_bound_at_each_runs_own_sla_level(tmp_path: Path) -> None:
     assert table_row(report, "spike", "bound")["cost/bound @ own SLA"] == DASH
     assert "clairvoyant heuristic" in report and "no bound" in report
     assert_png(tmp_path / "plots" / "frontier.png")
+
+
+def test_head_to_head_flapping_and_detection_sections(tmp_path: Path) -> None:
+    """The sections the round's targets read: each controller against HPA and with its manager against without;
+    moves undone within 10 s and the MARL controller's own counts; detection pooled per anomaly type."""
+    detection = {"burst": {"injected": 2, "detected": 1, "reported": 4, "true_reports": 3, "detect_s": [2.0]}}
+    own = {"shielded_starting": 5, "shielded_backlog": 2, "ood_node_ticks": 30, "node_ticks": 300}
+    runs = []
+    for seed in (1, 2):
+        runs += [
+            record("a", "hpa", seed, metrics(2.0, 10.0, 0.1, drops=10.0, scale_moves=100, moves_undone_10s=0)),
+            record("a", "marl", seed, metrics(1.8, 4.0, 0.05, drops=20.0, scale_moves=200, moves_undone_10s=10, controller=own)),
+            record("a", "marl+rule", seed, metrics(1.9, 3.0, 0.04, drops=5.0, scale_moves=200, moves_undone_10s=4, detection=detection)),
+            record("b", "hpa", seed, metrics(1.0, 2.0, 0.1, scale_moves=50, moves_undone_10s=1)),
+            record("b", "marl", seed, metrics(1.0, 3.0, 0.05, scale_moves=50, moves_undone_10s=0, controller=own)),
+            record("b", "marl+rule", seed, metrics(1.0, 3.0, 0.05, scale_moves=50, moves_undone_10s=0, detection=detection)),
+        ]
+    results = {
+        "suite": "custom", "created_at": "2025-01-02T03:04:05+00:00", "command": "ama eval", "controllers": ["hpa", "marl", "marl+rule"],
+        "seeds": [1, 2], "runs": runs,
+        "scenarios": [{"name": n, "file": f"evals/scenarios/{n}.yaml", "error": None, "threshold": 0.05} for n in ("a", "b")],
+    }  # fmt: skip
+    out = tmp_path / "eval"
+    write_eval(out, results, {"hpa": 1.0, "marl": 0.9, "marl+rule": 0.8}, {})
+    text = write_report(out).read_text()
+    head = text.split("## Head to head")[1].split("##")[0]
+    # marl: (4 + 3) / (10 + 2) violation minutes of HPA's; over 1.1x on b (3 > 2.2); more drops on a (20 > 10)
+    assert "| marl | hpa | 2 | 0.583 | 0.949 | 1 (50%) | 1 | 1 |" in head
+    assert "| marl+rule | marl | 2 | 0.857 |" in head and "| 2 (100%) | 0 | 0 |" in head
+    flapping = text.split("## Flapping, shield and OOD guard")[1].split("##")[0]
+    assert "| marl | 500 | 4 | 28 | 10 |" in flapping  # 20 of 500 moves undone; 7 shielded in each of 4 runs; 120 of 1,200 node-ticks
+    assert "| hpa | 300 | 0.667 | – | – |" in flapping
+    detected = text.split("## Anomaly detection")[1].split("##")[0]
+    assert "| marl+rule | burst | 8 | 4 | 16 | 0.75 | 0.5 | 2 |" in detected

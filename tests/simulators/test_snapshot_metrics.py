@@ -301,3 +301,25 @@ def test_run_recorder_counts_drained_requests_once() -> None:
         rec.record()
     assert rec.served + rec.drops + c.queue.sum() == pytest.approx(360.0)  # conservation holds in the core
     assert rec.summary()["requests"] == pytest.approx(360.0)
+
+
+def test_scale_moves_reversed_within_ten_seconds_count_as_undone() -> None:
+    """Up at t=1, down at t=5 (undone), up at t=20 and down at t=40 (not undone: 20 s apart); a node's failure
+    taking its replicas is no move."""
+    c = make_cluster([NodeSpec("a"), NodeSpec("b")], [ServiceSpec("api", initial_replicas=2, min_replicas=0)], np.full((60, 1), 10.0))
+    recorder = RunRecorder(c)
+    plan = {1: 3, 5: 1, 20: 3, 40: 1}
+    for t in range(60):
+        if t in plan:
+            target = c.warm + c.booting
+            target[0, 0] = plan[t]
+            c.step(target)
+        elif t == 50:
+            c.events = [Event(at_tick=50, type="node_failure", nodes=(0,))]
+            c.step()
+        else:
+            c.step()
+        recorder.record()
+    summary = recorder.summary()
+    assert c.state[0] == NODE_FAILED and c.warm[0, 0] == 0  # the failure took a replica, which is no move
+    assert summary["scale_moves"] == 4 and summary["moves_undone_10s"] == 1 and summary["undone_share"] == 0.25
