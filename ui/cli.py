@@ -475,10 +475,20 @@ def console(
 
 @app.command(name="eval")
 def eval_suite(
-    suite: Annotated[str, typer.Option(help="Scenario suite: the scenarios whose 'suites' list it (smoke, standard).")] = "smoke",
+    suite: Annotated[
+        str,
+        typer.Option(
+            help="Scenario suite: smoke, standard (the scenarios whose 'suites' list it), or generated-train, generated-validation, "
+            "generated-test (made by simulators.generator on first use; generated-test-100 for 100 of them)."
+        ),
+    ] = "smoke",
     controllers: Annotated[
-        str, typer.Option(help=f"Comma-separated controllers: {', '.join(controller_names())}; add +rule or +llm for the manager on top.")
-    ] = "hpa,kpa",
+        str,
+        typer.Option(
+            help=f"Comma-separated controllers: {', '.join(controller_names())}; add +rule or +llm for the manager on top "
+            "(+llm needs an LLM server: AMA_LLM_BASE_URL); bound is the cost lower bound (evals.bound), not a controller."
+        ),
+    ] = "hpa,kpa,marl,marl+rule,bound",
     seeds: Annotated[int, typer.Option(min=1, help="Seeds per scenario (each scenario's own seed + K .. K+N-1).")] = 1,
     first_seed: Annotated[
         int,
@@ -497,15 +507,23 @@ def eval_suite(
     """Replay a suite's scripted anomalies for every controller on the same seeds; write results.json, report.md
     and PNG plots. Exits non-zero only when a run or a scenario could not be run, not on a failed expectation."""
     from evals.report import write_report
-    from evals.runner import plan_suite, run_suite
+    from evals.runner import PSEUDO_CONTROLLERS, plan_suite, run_suite
 
     names = [c.strip() for c in controllers.split(",") if c.strip()]
     try:
         for name in names:
             local, _, manager_name = name.partition("+")
+            if local in PSEUDO_CONTROLLERS:
+                if manager_name:
+                    raise ConfigError(f"{local!r} runs no controller, so no manager on top of it: use {local!r}")
+                continue
             make_controller(local, placement=placement)
             if manager_name not in ("", "rule", "llm"):
                 raise ConfigError(f"unknown manager {manager_name!r} in {name!r}; use CONTROLLER+rule or CONTROLLER+llm")
+        if any(name.partition("+")[2] == "llm" for name in names):
+            from manager.llm import LLMPlanner, LLMSettings
+
+            LLMPlanner(LLMSettings.from_env()).check_server()  # one line and exit 2, never rule runs labelled llm
         plan = plan_suite(
             None if scenario else suite,
             names,

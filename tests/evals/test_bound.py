@@ -132,7 +132,6 @@ def test_the_runner_records_the_bound_and_the_report_compares_with_it(toy: Path,
     assert (tmp_path / "plots" / "frontier.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.xfail(strict=True, reason="ui/cli.py checks every --controllers name against the registry, which has no 'bound'")
 def test_ama_eval_with_the_bound_writes_the_column(toy: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval"
     run = subprocess.run(

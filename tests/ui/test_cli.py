@@ -117,3 +117,42 @@ def test_stopping_ama_console_stops_its_server(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def closed_port_url() -> str:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+
+
+@pytest.mark.parametrize(
+    ("controllers", "words"),
+    [
+        ("hpa,marl+llm", "manager llm: no LLM server answers at"),
+        ("bound+rule", "'bound' runs no controller, so no manager on top of it"),
+    ],
+)
+def test_eval_refuses_what_it_cannot_run_in_one_line(controllers: str, words: str, tmp_path: Path) -> None:
+    """+llm with no server is refused before any run (never rule runs labelled llm); so is a manager above the bound."""
+    import os
+
+    env = {**os.environ, "AMA_LLM_BASE_URL": closed_port_url()}
+    args = ["eval", "--suite", "smoke", "--controllers", controllers, "--out", str(tmp_path / "eval")]
+    out = subprocess.run([*AMA, *args], capture_output=True, text=True, cwd=REPO, timeout=120, env=env)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], out.stderr
+    assert not (tmp_path / "eval" / "results.json").exists()
+
+
+def test_run_with_the_llm_manager_refuses_without_a_server() -> None:
+    import os
+
+    env = {**os.environ, "AMA_LLM_BASE_URL": closed_port_url()}
+    args = ["run", "--scenario", str(SCENARIO_DIR / "traffic-spike-small.yaml"), "--ticks", "5", "--manager", "llm"]
+    out = subprocess.run([*AMA, *args], capture_output=True, text=True, cwd=REPO, timeout=120, env=env)
+    assert out.returncode == 2 and out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "manager llm: no LLM server answers at" in lines[0], out.stderr
