@@ -83,8 +83,9 @@ class ManagerContext:
     bounds: WeightBounds | None = None
     risk: RiskBounds | None = None
     on_weights: Callable[[RewardWeights, float | None, str], None] | None = None
-    preview: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None
-    """Forks the cluster and predicts the high-risk calls' effect (manager.whatif), for the operator."""
+    preview: Callable[[list[dict[str, Any]]], dict[str, Any] | None] | None = None
+    """Forks the cluster and predicts the high-risk calls' effect (manager.whatif), for the operator; None when there
+    is nothing to predict."""
     node_seconds: dict[str, float] | None = None
     """When set, each node adds the seconds it spent here (the graph's own overhead is the rest; manager.bench)."""
 

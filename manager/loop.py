@@ -165,6 +165,8 @@ class Runtime:
         self.opened_at: dict[str, float] = {}
         self.incidents_failed = 0
         self.incidents_opened = 0
+        self.opened: list[str] = []
+        """Every incident this run opened, in order (restore proposals aside)."""
         self.drained: dict[str, str] = {}
         """Nodes the manager drained, still off -> the incident that drained them (offered back when healthy)."""
         self._offered: set[str] = set()
@@ -222,6 +224,7 @@ class Runtime:
         if fresh:
             incident = f"inc-{uuid.uuid4().hex[:10]}"
             self.incidents_opened += 1
+            self.opened.append(incident)
             self.opened_at[incident] = snapshot.time_s
             for anomaly in fresh:
                 self.incident_of[(anomaly.type, anomaly.target)] = incident
@@ -450,7 +453,10 @@ class Runtime:
                 waiting[row.incident_id] = (sorted({*ids, row.id}), row.time_s + self.settings.approval_timeout_s)
         return waiting
 
-    def _preview(self, calls: list[dict[str, Any]]) -> dict[str, Any]:
+    def _preview(self, calls: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The what-if preview of high-risk calls; None on the scenario's last tick (no simulated future to run)."""
+        if self.cluster.t >= self.cluster.horizon:
+            return None
         return whatif.preview(self.cluster, self.controller, calls, self.settings.preview_horizon_s)
 
     # ------------------------------------------------------------------------------------------ weights

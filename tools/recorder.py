@@ -43,6 +43,14 @@ class DecisionRecorder:
         self.weights = weights
         self._weights_json = json.dumps(weights.as_dict())
 
+    @staticmethod
+    def _cell(cluster: Cluster, action: Explained) -> tuple[int, int] | None:
+        """(node, service) of an action on one cell's replicas; None for offloads, node-wide moves (power, a node's
+        fallback note: service ``*``) and anything naming no known node and service."""
+        if action.action == "offload" or action.node not in cluster.node_names or action.service not in cluster.service_names:
+            return None
+        return cluster.node_names.index(action.node), cluster.service_names.index(action.service)
+
     def record_tick(self, cluster: Cluster, actions: Iterable[Explained], snapshot: ClusterSnapshot | None = None) -> None:
         """After the cluster stepped: log the tick's actions (``failed`` where a node's count fell short of the
         target, e.g. for lack of room) and, every ``sample_every`` ticks, a metric sample (from ``snapshot`` when the
@@ -51,10 +59,11 @@ class DecisionRecorder:
         replicas = None
         for a in actions:
             status, result = "applied", None
-            if a.node is not None and a.action != "offload" and a.after > a.before:
+            cell = self._cell(cluster, a) if a.after > a.before else None  # a replica count that went up, to check
+            if cell is not None:
                 if replicas is None:
                     replicas = cluster.replicas()
-                got = int(replicas[cluster.node_names.index(a.node), cluster.service_names.index(a.service)])
+                got = int(replicas[cell])
                 if got < a.after:
                     status, result = "failed", {"replicas": got, "why": "the node had no room for more replicas"}
             self.log.record(
