@@ -13,8 +13,18 @@ imitation); every observation row of every node on every tick counts. The reward
 to what the distiller also trained on: each weight times 1/4 to 4 (a manager's rewrite of one component), capped at
 10 as the observer caps it.
 
-A node is out of distribution when any feature of any of its rows leaves [low - m, high + m], m = ``margin`` times
-the feature's range plus ``floor`` (a feature that never moved in training gets the floor alone).
+Two kinds of feature, two answers:
+
+- What the node *is* — the service's SLO, cold-start time and work per request, the node's tier and price, the
+  counts of replicas it holds and has room for (``CLAMPED_FEATURES``) — is clamped into the envelope before the
+  policy reads it: a 10-minute SLO reads as the most lenient SLO training saw, room for 40 more replicas as the most
+  room. These describe the deployment, not a state the policy's judgement was never tested in, and sending every
+  node of a large or lenient deployment to the node rule throws the policy away where it does well (on the
+  standard suite it sent 82-100% of the node-ticks of three scenarios to the rule).
+- What the node is *going through* — backlog, load, latency, violations, drops, utilization, slowdown, added network
+  latency, the reward weights — is checked: a node is out of distribution when any of these features of any of its
+  rows leaves [low - m, high + m], m = ``margin`` times the feature's range plus ``floor`` (a feature that never moved
+  in training gets the floor alone), and the node rule decides for it.
 """
 
 from __future__ import annotations
@@ -34,6 +44,10 @@ from local_agents.act import DEFAULT_POLICY, WEIGHT_COLUMNS, Policy, PolicyError
 from simulators.env import N_FEATURES, OBS_FEATURES
 
 ENVELOPE_FORMAT = "ama-marl-envelope/1"
+CLAMPED_FEATURES = (
+    "cell_warm", "cell_booting", "cell_room", "svc_slo", "svc_cold_start", "svc_work", "node_cloud", "node_on", "node_price",
+)  # fmt: skip
+"""Features of what a node is (not of what it is going through): clamped into the envelope, never a reason to fall back."""
 REWRITE_FACTOR = 4.0
 """The distiller's largest rewrite of one weight (x1/4 .. x4)."""
 
@@ -67,13 +81,27 @@ class Envelope:
 
     def __post_init__(self) -> None:
         slack = self.margin * (self.high - self.low) + self.floor
-        self.lower = (self.low - slack).astype(np.float32)
-        self.upper = (self.high + slack).astype(np.float32)
+        clamped = np.isin(np.array(OBS_FEATURES), CLAMPED_FEATURES)
+        self.clamped = np.flatnonzero(clamped)
+        self.lower = np.where(clamped, -np.inf, self.low - slack).astype(np.float32)
+        self.upper = np.where(clamped, np.inf, self.high + slack).astype(np.float32)
         self.scale = (self.high - self.low + self.floor).astype(np.float32)
+        self._clamp_low = self.low[self.clamped].astype(np.float32)
+        self._clamp_high = self.high[self.clamped].astype(np.float32)
+
+    def clamp(self, obs: np.ndarray) -> np.ndarray:
+        """Observations (N, S, F) with the CLAMPED_FEATURES clipped into what training saw: ``obs`` itself when
+        nothing is outside, else a clipped copy (the original stays as observed, for the explanations)."""
+        part = obs[..., self.clamped]
+        if ((part >= self._clamp_low) & (part <= self._clamp_high)).all():
+            return obs
+        clipped = obs.copy()
+        clipped[..., self.clamped] = np.clip(part, self._clamp_low, self._clamp_high)
+        return clipped
 
     def check(self, obs: np.ndarray) -> OutOfDistribution:
-        """Observations (N, S, F) -> the nodes outside the envelope, with each one's worst feature (the one farthest
-        out, in units of its training range)."""
+        """Observations (N, S, F) -> the nodes outside the envelope on a checked feature (any but CLAMPED_FEATURES),
+        with each one's worst feature (the one farthest out, in units of its training range)."""
         outside = ((obs < self.lower) | (obs > self.upper)).any(axis=2).any(axis=1)
         nodes = np.flatnonzero(outside)
         if nodes.size == 0:

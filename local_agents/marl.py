@@ -6,8 +6,9 @@ woken, every move the shield overrode and every node that fell back to the node 
 
 Each tick: observe the cluster exactly as the training env does (``simulators.env.Observer``); act with the numpy
 policy (local_agents.act), which samples its scale and offload choices as it did in training (a fraction of a replica
-per tick is a probability of "up"; the explanation says the move was sampled and how likely it was); nodes whose
-observation is outside what training saw (local_agents.envelope) take the node rule's actions instead
+per tick is a probability of "up"; the explanation says the move was sampled and how likely it was), reading what a
+node is (SLO, work, price, replica counts) clamped into what training saw; nodes whose state (backlog, load,
+latency, slowdown, weights ...) is outside what training saw (local_agents.envelope) take the node rule's actions instead
 (local_agents.node_rule); then the safety shield (local_agents.shield) keeps starting replicas, needed capacity and
 recent moves from being undone. ``set_weights`` puts the manager's new reward weights into the next observation,
 which is how a rewrite changes the agents' behaviour without retraining. Explanations are in operator units
@@ -97,7 +98,8 @@ class MarlController(NodeAgentController):
         if self.observer is None:
             self.reset(cluster)
         observer = self.observe(cluster)
-        actions = self.policy.act(observer.obs, observer.mask, self.rng)
+        seen = self.envelope.clamp(observer.obs) if self.envelope is not None else observer.obs
+        actions = self.policy.act(seen, observer.mask, self.rng)
         ood = self.envelope.check(observer.obs) if self.envelope is not None else None
         if ood is not None and ood.nodes.size:
             actions[ood.nodes] = node_rule_actions(observer.obs[ood.nodes], observer.codes[ood.nodes], self.rng, self.rule)

@@ -145,10 +145,14 @@ def test_oracle_starts_replicas_a_cold_start_ahead_and_meets_the_slo() -> None:
 
 @pytest.mark.parametrize("path", scenario_files(), ids=lambda p: p.stem)
 def test_oracle_keeps_violations_low_on_every_shipped_scenario(path: Path) -> None:
-    """Until the first event it cannot foresee (failures, stragglers, network): it foresees demand and work only."""
+    """Until the first event it cannot foresee (failures, stragglers, network): it foresees demand and work only. Not
+    on batch bursts: sizing each tick from its own arrivals, the heuristic ignores the queue a burst leaves (so it is
+    no bound: evals.bound is)."""
     if "traces/" in path.read_text() and not traces_dir().is_dir():
         pytest.skip("shared traces not present")
     spec = load_scenario(path).spec
+    if any(w.type in ("batch", "alibaba_batch") for w in spec.workload):
+        pytest.skip("bursty batch work: the clairvoyant heuristic ignores queues")
     unforeseeable = [e.at_s for e in spec.events if e.type in ("node_failure", "straggler", "network_degradation")]
     duration = min([600.0, spec.duration_s, *unforeseeable])
     c = load_scenario(path, duration_s=duration).make_cluster()

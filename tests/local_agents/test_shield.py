@@ -267,3 +267,23 @@ def test_the_envelope_command_runs_with_a_tiny_budget(tmp_path: Path) -> None:
     envelope = load_envelope(out, load_policy())
     assert envelope.provenance["max_ticks"] == 3 and "--max-ticks 3" in envelope.provenance["command"]
     assert envelope.provenance["ticks"] == 4 * len(envelope.provenance["scenarios"])  # 3 steps and the first observation
+
+
+def test_what_a_node_is_is_clamped_and_what_it_goes_through_is_checked() -> None:
+    """A 10-minute SLO or room for 40 replicas is read as the most training saw (no fallback); a slowdown beyond
+    anything training saw sends the node to the node rule."""
+    from local_agents.envelope import CLAMPED_FEATURES
+    from simulators.env import OBS_FEATURES
+
+    envelope = load_envelope(envelope_path(DEFAULT_POLICY), load_policy())
+    obs = np.tile(((envelope.low + envelope.high) / 2).astype(np.float32), (3, 2, 1))  # 3 nodes, 2 services
+    slo, room, slowdown = (OBS_FEATURES.index(name) for name in ("svc_slo", "cell_room", "node_slowdown"))
+    assert {"svc_slo", "cell_room"} <= set(CLAMPED_FEATURES) and "node_slowdown" not in CLAMPED_FEATURES
+    assert envelope.clamp(obs) is obs and envelope.check(obs).nodes.size == 0  # inside: nothing to do
+    obs[0, 1, slo] = envelope.high[slo] * 100 + 10
+    obs[1, 0, room] = envelope.high[room] * 3 + 10
+    obs[2, :, slowdown] = envelope.high[slowdown] + 10 * (envelope.high[slowdown] - envelope.low[slowdown]) + 1
+    seen = envelope.clamp(obs)
+    assert seen is not obs and seen[0, 1, slo] == np.float32(envelope.high[slo]) and seen[1, 0, room] == np.float32(envelope.high[room])
+    assert obs[0, 1, slo] > envelope.high[slo]  # the observation itself stays as observed, for the explanations
+    np.testing.assert_array_equal(envelope.check(obs).nodes, [2])
