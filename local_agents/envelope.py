@@ -6,7 +6,8 @@ leaves it to the node rule.
 
 How the envelope is made: the policy's training curriculum (local_agents.mappo.training_scenarios: every shipped
 scenario of at most 50 nodes, as the scenario folder was at the commit the policy records: a scenario added since is
-one it never saw), each run to its end at training seeds (mappo.TRAIN_SEED_BASE + k) with reward weights
+one it never saw; plus the scenarios its own training settings name, for a policy trained or fine-tuned on others,
+e.g. the generated training split), each run to its end at training seeds (mappo.TRAIN_SEED_BASE + k) with reward weights
 drawn per episode as the distiller drew them (a Dirichlet of concentration 5 around the defaults), driven by the
 policy itself (sampling, as it drove its own DAgger ticks) and by the node rule (the teacher of the first
 imitation); every observation row of every node on every tick counts. The reward weights' columns are widened
@@ -161,6 +162,10 @@ def compute_envelope(
     commit = git_commit()
     trained_at = str(policy.provenance.get("commit", "")).removesuffix("+uncommitted")
     names = scenarios_at(trained_at, REPO_ROOT)
+    trained_on = tuple((policy.provenance.get("settings") or {}).get("scenarios") or ())
+    if trained_on:  # a policy trained (or fine-tuned) on its own scenarios, e.g. the generated training split
+        shipped = names or tuple(path.name for path in sorted((REPO_ROOT / "evals" / "scenarios").glob("*.yaml")))
+        names = tuple(dict.fromkeys((*shipped, *trained_on)))
     concentration = DistillSettings(teacher=policy_path).weight_concentration
     low, high = np.full(N_FEATURES, np.inf), np.full(N_FEATURES, -np.inf)
     rng = np.random.default_rng(0)
@@ -184,7 +189,7 @@ def compute_envelope(
                 by_policy = k < episodes
                 actions = policy.act(obs, mask, rng) if by_policy else node_rule_actions(obs, env.observer.codes, rng, rule)
                 obs, mask, _, _, done = env.step_arrays(actions)
-        scenarios.append(str(path.relative_to(REPO_ROOT)))
+        scenarios.append(str(path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path))
         if progress is not None:
             progress(f"{path.name}: {ticks} ticks so far")
     low[WEIGHT_COLUMNS] /= REWRITE_FACTOR
@@ -194,7 +199,8 @@ def compute_envelope(
         "policy_sha256_16": file_digest(policy_path),
         "commit": commit,
         "scenarios": scenarios,
-        "scenarios_from": f"the shipped scenarios of at most 50 nodes at the policy's commit {trained_at[:12] or '(none: this tree)'}",
+        "scenarios_from": f"the shipped scenarios of at most 50 nodes at the policy's commit {trained_at[:12] or '(none: this tree)'}"
+        + (f", and the {len(trained_on)} scenarios its training settings name" if trained_on else ""),
         "seeds": [TRAIN_SEED_BASE + k for k in range(episodes + rule_episodes)],
         "drivers": {"policy (sampled)": episodes, "node-rule": rule_episodes},
         "weight_concentration": concentration,

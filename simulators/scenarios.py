@@ -454,7 +454,11 @@ def scenario_files(suite: str | None = None, directory: Path = SCENARIO_DIR) -> 
 
     ``generated-<split>`` and ``generated-<split>-<count>`` (split train, validation or test) are the generator's
     scenarios 0 .. count - 1 of that split (default count: simulators.generator.DEFAULT_COUNTS), written on first
-    use under ``generated_dir()/v<version>-<traces|no-traces>/<split>/`` and reused after."""
+    use under ``generated_dir()/v<version>-<traces|no-traces>/<split>/`` and reused after. Several suites separated by
+    commas (``standard,generated-test``) are their files in that order, each once."""
+    if suite is not None and "," in suite:
+        names = [part.strip() for part in suite.split(",") if part.strip()]
+        return list(dict.fromkeys(path for name in names for path in scenario_files(name, directory)))
     if suite is not None and suite.startswith("generated-"):
         return _generated_files(suite)
     files = sorted(directory.glob("*.yaml"))

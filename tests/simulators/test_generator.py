@@ -138,3 +138,12 @@ def test_cli_generates_files_that_load(tmp_path: Path) -> None:
     bad_command = [sys.executable, "-m", "ui.cli", "scenarios", "generate", "--split", "holdout", "--out", str(tmp_path)]
     bad = subprocess.run(bad_command, capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 2 and "unknown split 'holdout'" in bad.stderr
+
+
+def test_suites_combine_with_commas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``standard,generated-test-3`` is one eval over both: the standard files, then three generated, each once."""
+    monkeypatch.setenv("AMA_GENERATED_DIR", str(tmp_path))
+    standard = scenario_files("standard")
+    both = scenario_files("standard,generated-test-3,standard")
+    assert both[: len(standard)] == standard and len(both) == len(standard) + 3
+    assert all(path.parent.name == "test" and path.is_relative_to(tmp_path) for path in both[len(standard) :])
