@@ -63,6 +63,8 @@ class RunRecorder:
         violations = float(o.violations.sum())
         finished = served + drops
         self.ticks += 1
+        power, wasted, cost = float(o.node_power_w.sum()), float(o.wasted_mem_gbs.sum()), float(o.replica_cost.sum())
+        _check_finite(c, served=served, drops=drops, violations=violations, power_w=power, wasted_mem_gb_s=wasted, cost=cost)
         self.requests += float(o.requests.sum())
         self.served += served
         self.drops += drops
@@ -148,6 +150,15 @@ class RunRecorder:
             "undone_share": self.moves_undone / self.scale_moves if self.scale_moves else 0.0,
             "asleep_node_minutes": self.asleep_node_ticks * tick_s / 60.0,
         }
+
+
+def _check_finite(cluster: Cluster, **totals: float) -> None:
+    """The simulator's accounting never yields NaN or infinity: one that does is a bug, stopped here at its tick
+    rather than carried into a summary (an AssertionError, kept under ``python -O``)."""
+    bad = [name for name, value in totals.items() if not np.isfinite(value)]
+    if bad:
+        values = ", ".join(f"{name}={totals[name]}" for name in bad)
+        raise AssertionError(f"simulator accounting at tick {cluster.t}: {values} (a bug: every total must be finite)")
 
 
 def _finite(x: float) -> float | None:

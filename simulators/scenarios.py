@@ -11,6 +11,7 @@ Trace paths that start with ``traces/`` are looked up in the shared trace folder
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -28,9 +29,51 @@ from simulators.errors import ConfigError, ScenarioError, TraceFormatError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCENARIO_DIR = REPO_ROOT / "evals" / "scenarios"
 
-Rate = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# ----------------------------------------------------------------------------------------------- ranges
+# Every number a scenario gives has a stated range, chosen from what the simulator represents and what runs on one
+# machine: a file outside them is a one-line error naming the field and the bound, never a traceback from numpy.
+MAX_NODES = 10_000
+"""Nodes in a cluster (the benchmarks run 1,000; per-node Python at load time grows with this)."""
+MAX_SERVICES = 64
+MAX_TICKS = 5_000_000
+MAX_TICK_CELLS = 50_000_000
+"""ticks x services: the arrival matrix and the work scales are two float64 arrays of this many cells (800 MB)."""
+MAX_NODE_CELLS = 1_000_000
+"""nodes x services: each cell array of the simulator (warm, booting, queues ...) has this many."""
+MAX_RING_CELLS = 50_000_000
+"""(longest cold start in ticks + 1) x nodes x services: the ring of pending replica starts."""
+MAX_RPS = 1e9
+"""Arrivals per second of one service, after traffic spikes: Poisson draws stay exact far above it."""
+MAX_FACTOR = 1e4
+"""Traffic-spike, price and scale factors; straggler slowdowns."""
+MAX_SECONDS = 2_592_000.0
+"""30 days: durations, cold starts, boots, timeouts, dwell times, periods."""
+MAX_MS = 3_600_000.0
+"""One hour: work per request, network latencies."""
+MAX_FILE_BYTES = 16 * 1024 * 1024
+"""A scenario file's size (the shipped ones are a few KB)."""
+MAX_MMPP_VISITS = 10_000_000
+"""Expected state visits of an MMPP over the run (duration over its shortest mean dwell)."""
+
+
+def _range(low: float, high: float, low_open: bool = False) -> Any:
+    lower = {"gt": low} if low_open else {"ge": low}
+    return Annotated[float, Field(le=high, allow_inf_nan=False, **lower)]
+
+
+def _count(low: int, high: int) -> Any:
+    return Annotated[int, Field(ge=low, le=high)]
+
+
+Rate = _range(0, MAX_RPS)
+Positive = _range(0, MAX_SECONDS, low_open=True)
+"""Seconds (or another positive quantity) up to 30 days."""
+NonNegative = _range(0, MAX_SECONDS)
+Milliseconds = _range(0, MAX_MS, low_open=True)
+LatencyMs = _range(0, MAX_MS)
+Factor = _range(0, MAX_FACTOR, low_open=True)
+Scale = _range(0, 1e6, low_open=True)
+"""A trace replay's scale (the rate it reaches is bounded by MAX_RPS, checked where arrivals are formed)."""
 
 
 def traces_dir() -> Path:
@@ -44,17 +87,17 @@ class Strict(BaseModel):
 
 class NodeGroup(Strict):
     prefix: str
-    count: Annotated[int, Field(ge=1)]
+    count: _count(1, MAX_NODES)  # type: ignore[valid-type]
     tier: Literal["edge", "cloud"] = "cloud"
-    cpus: Positive = 16
-    mem_gb: Positive = 64
-    gpus: Annotated[int, Field(ge=0)] = 0
-    speed: Positive = 1.0
-    price_per_h: NonNegative = 0.8
-    power_idle_w: NonNegative = 100
-    power_peak_w: NonNegative = 300
+    cpus: _range(0, 4096, low_open=True) = 16  # type: ignore[valid-type]
+    mem_gb: _range(0, 1_048_576, low_open=True) = 64  # type: ignore[valid-type]
+    gpus: _count(0, 1024) = 0  # type: ignore[valid-type]
+    speed: _range(1e-3, 1e3) = 1.0  # type: ignore[valid-type]
+    price_per_h: _range(0, 1e5) = 0.8  # type: ignore[valid-type]
+    power_idle_w: _range(0, 1e6) = 100  # type: ignore[valid-type]
+    power_peak_w: _range(0, 1e6) = 300  # type: ignore[valid-type]
     boot_s: NonNegative = 60
-    on: Annotated[int, Field(ge=0)] | None = None
+    on: _count(0, MAX_NODES) | None = None  # type: ignore[valid-type]
     """How many of the group are on at t=0 (default: all); the rest are off, available to add."""
 
     @model_validator(mode="after")
@@ -67,32 +110,32 @@ class NodeGroup(Strict):
 
 
 class TierLatency(Strict):
-    edge: NonNegative = 5.0
-    cloud: NonNegative = 25.0
+    edge: LatencyMs = 5.0
+    cloud: LatencyMs = 25.0
 
 
 class ClusterModel(Strict):
-    nodes: Annotated[list[NodeGroup], Field(min_length=1)]
+    nodes: Annotated[list[NodeGroup], Field(min_length=1, max_length=1000)]
     tier_latency_ms: TierLatency = TierLatency()
-    offload_hop_ms: NonNegative = 10.0
+    offload_hop_ms: LatencyMs = 10.0
     routing: Literal["replicas", "least-loaded"] = "replicas"
 
 
 class ServiceModel(Strict):
     name: str
     kind: Literal["cpu", "gpu"] = "cpu"
-    work_ms: Positive = 40
-    slo_ms: Positive = 300
+    work_ms: _range(1e-3, MAX_MS) = 40  # type: ignore[valid-type]
+    slo_ms: _range(1e-3, 1000 * MAX_SECONDS) = 300  # type: ignore[valid-type]
     cold_start_s: NonNegative = 5
-    mem_mb: Positive = 512
-    cpu: Positive = 1.0
-    gpus: Annotated[int, Field(ge=0)] | None = None
+    mem_mb: _range(0, 1_073_741_824, low_open=True) = 512  # type: ignore[valid-type]
+    cpu: _range(0, 4096, low_open=True) = 1.0  # type: ignore[valid-type]
+    gpus: _count(0, 1024) | None = None  # type: ignore[valid-type]
     """GPUs per replica (default 1 for gpu services, 0 for cpu services)."""
-    concurrency: Annotated[int, Field(ge=1)] = 1
+    concurrency: _count(1, 100_000) = 1  # type: ignore[valid-type]
     timeout_s: Positive = 30
-    min_replicas: Annotated[int, Field(ge=0)] = 1
-    max_replicas: Annotated[int, Field(ge=1)] = 64
-    initial_replicas: Annotated[int, Field(ge=0)] | None = None
+    min_replicas: _count(0, 1_000_000) = 1  # type: ignore[valid-type]
+    max_replicas: _count(1, 1_000_000) = 64  # type: ignore[valid-type]
+    initial_replicas: _count(0, 1_000_000) | None = None  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _check(self) -> ServiceModel:
@@ -113,14 +156,14 @@ class DiurnalLoad(Strict):
     base_rps: Rate
     peak_rps: Rate
     period_s: Positive = 86400
-    phase_s: float = 0.0
+    phase_s: _range(-MAX_SECONDS, MAX_SECONDS) = 0.0  # type: ignore[valid-type]
 
 
 class MMPPLoad(Strict):
     type: Literal["mmpp"]
     service: str
-    rates_rps: Annotated[list[Rate], Field(min_length=2)]
-    mean_dwell_s: Annotated[list[Positive], Field(min_length=2)]
+    rates_rps: Annotated[list[Rate], Field(min_length=2, max_length=64)]
+    mean_dwell_s: Annotated[list[_range(1e-3, MAX_SECONDS)], Field(min_length=2, max_length=64)]  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _check(self) -> MMPPLoad:
@@ -132,19 +175,21 @@ class MMPPLoad(Strict):
 class BatchLoad(Strict):
     type: Literal["batch"]
     service: str
-    jobs_per_s: Rate
+    jobs_per_s: _range(0, 1e6)  # type: ignore[valid-type]
     """Mean job submissions per second (a Poisson process); every instance of a job arrives in its tick."""
-    mean_instances: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 100
+    mean_instances: _range(1, 1e7) = 100  # type: ignore[valid-type]
     """Mean instances per job (each instance is one request of the service's work_ms)."""
     size: Literal["pareto", "lognormal"] = "pareto"
     """The job-size distribution: heavy-tailed either way (a few jobs bring most of the instances)."""
-    shape: Positive = 1.5
+    shape: _range(0.01, 100) = 1.5  # type: ignore[valid-type]
     """Pareto: the tail index (> 1; smaller is heavier, 1.5 has an infinite variance); lognormal: sigma of the log."""
-    max_instances: Annotated[int, Field(ge=1)] | None = None
+    max_instances: _count(1, 1_000_000_000) | None = None  # type: ignore[valid-type]
     """Cap on one job's instances (default: none)."""
 
     @model_validator(mode="after")
     def _check(self) -> BatchLoad:
+        if self.jobs_per_s * self.mean_instances > MAX_RPS:
+            raise ValueError(f"jobs_per_s x mean_instances is {self.jobs_per_s * self.mean_instances:.3g} requests/s, above {MAX_RPS:.0e}")
         if self.size == "pareto" and self.shape <= 1:
             raise ValueError("a Pareto job size needs shape > 1 (a finite mean)")
         return self
@@ -160,14 +205,14 @@ class AlibabaBatchLoad(Strict):
     """How tasks are dealt to services: ``job`` by a hash of the job id (a job's tasks stay together, shares about
     even); ``cpu`` by CPU request per instance in cores, ``duration`` by the task's seconds from create to end, each
     in ascending bands cut at ``bounds`` (no CPU request: the first band; not ended by the trace's end: the last)."""
-    bounds: list[Positive] = []
+    bounds: list[_range(0, 1e12, low_open=True)] = []  # type: ignore[valid-type]
     """For split cpu or duration: len(services) - 1 ascending cut points; a task goes to the first service whose
     bound its value is below, the last service takes the rest. E.g. duration [60]: tasks under a minute, the rest."""
-    start_s: float = 0.0
+    start_s: _range(-1e9, 1e9) = 0.0  # type: ignore[valid-type]
     """Trace time (s since the trace's start) replayed at t=0; tasks created before it are left out."""
-    speedup: Positive = 1.0
+    speedup: _range(1e-3, 1e6) = 1.0  # type: ignore[valid-type]
     """Time compression: trace seconds per simulated second (a task created at c arrives at (c - start_s) / speedup)."""
-    scale: Positive = 1.0
+    scale: Scale = 1.0
     """Instances per trace instance (0.01 keeps one in a hundred at random, bursts stay bursts)."""
 
     @model_validator(mode="after")
@@ -186,12 +231,12 @@ class AzureFunctionsLoad(Strict):
     path: str
     services: Annotated[list[str], Field(min_length=1)]
     """Scenario services that replay the trace's busiest functions, busiest first."""
-    skip_top: Annotated[int, Field(ge=0)] = 0
+    skip_top: _count(0, 1_000_000) = 0  # type: ignore[valid-type]
     """Skip this many of the busiest functions first (the sample's busiest function has 63% of all calls)."""
-    seconds_per_minute: Positive = 60.0
+    seconds_per_minute: _range(1e-3, 86_400) = 60.0  # type: ignore[valid-type]
     """Simulated seconds per trace minute (60 = real time; 6 replays ten times faster)."""
-    start_minute: Annotated[int, Field(ge=0)] = 0
-    scale: Positive = 1.0
+    start_minute: _count(0, 10_000_000) = 0  # type: ignore[valid-type]
+    scale: Scale = 1.0
     use_trace_profile: bool = True
     """Take each service's work_ms and mem_mb from the trace's average duration and memory."""
 
@@ -200,10 +245,10 @@ class AzureLLMLoad(Strict):
     type: Literal["azure_llm"]
     path: str
     service: str
-    speedup: Positive = 1.0
-    scale: Positive = 1.0
-    prefill_ms_per_token: NonNegative = 0.02
-    decode_ms_per_token: NonNegative = 1.0
+    speedup: _range(1e-3, 1e6) = 1.0  # type: ignore[valid-type]
+    scale: Scale = 1.0
+    prefill_ms_per_token: _range(0, 1e4) = 0.02  # type: ignore[valid-type]
+    decode_ms_per_token: _range(0, 1e4) = 1.0  # type: ignore[valid-type]
     """With prefill_ms_per_token, the relative cost of each request: the service's work_ms is the trace mean and
     each tick's work is scaled by its requests' mean cost."""
     loop: bool = False
@@ -214,7 +259,7 @@ class CsvLoad(Strict):
     path: str
     rename: dict[str, str] = {}
     """CSV service name -> scenario service name, where they differ."""
-    scale: Positive = 1.0
+    scale: Scale = 1.0
 
 
 WorkloadEntry = Annotated[
@@ -232,7 +277,7 @@ class TrafficSpike(EventBase):
     type: Literal["traffic_spike"]
     service: str
     """A service name, or ``"*"`` for all."""
-    factor: Positive
+    factor: Factor
     duration_s: Positive
 
 
@@ -250,13 +295,13 @@ class NodeRecovery(Strict):
 class Straggler(EventBase):
     type: Literal["straggler"]
     node: str | list[str]
-    slowdown: Annotated[float, Field(ge=1, allow_inf_nan=False)]
+    slowdown: _range(1, MAX_FACTOR)  # type: ignore[valid-type]
 
 
 class NetworkDegradation(EventBase):
     type: Literal["network_degradation"]
     tier: Literal["edge", "cloud"]
-    added_latency_ms: Positive
+    added_latency_ms: Milliseconds
 
 
 class ColdStartStorm(Strict):
@@ -271,7 +316,7 @@ class ColdStartStorm(Strict):
 class PriceChange(EventBase):
     type: Literal["price_change"]
     tier: Literal["edge", "cloud"]
-    factor: Positive
+    factor: _range(1 / MAX_FACTOR, MAX_FACTOR)  # type: ignore[valid-type]
 
 
 EventEntry = Annotated[
@@ -282,8 +327,8 @@ EventEntry = Annotated[
 
 class Expectation(Strict):
     metric: str
-    max: float | None = None
-    min: float | None = None
+    max: _range(-1e18, 1e18) | None = None  # type: ignore[valid-type]
+    min: _range(-1e18, 1e18) | None = None  # type: ignore[valid-type]
     controller: str | None = None
     """Only check for this controller (default: every controller)."""
 
@@ -299,11 +344,11 @@ class ScenarioSpec(Strict):
     description: str = ""
     seed: int = 0
     duration_s: Positive
-    tick_s: Positive = 1.0
+    tick_s: _range(1e-3, 3600) = 1.0  # type: ignore[valid-type]
     cluster: ClusterModel
-    services: Annotated[list[ServiceModel], Field(min_length=1)]
-    workload: Annotated[list[WorkloadEntry], Field(min_length=1)]
-    events: list[EventEntry] = []
+    services: Annotated[list[ServiceModel], Field(min_length=1, max_length=MAX_SERVICES)]
+    workload: Annotated[list[WorkloadEntry], Field(min_length=1, max_length=1000)]
+    events: Annotated[list[EventEntry], Field(max_length=10_000)] = []
     expect: list[Expectation] = []
     suites: list[str] = []
     """Evaluation suites this scenario belongs to (e.g. smoke, standard)."""
@@ -338,9 +383,23 @@ def load_scenario(path: str | os.PathLike[str], seed: int | None = None, duratio
     path = Path(path)
     if not path.is_file():
         raise ScenarioError(path, "file not found")
-    text = path.read_text()
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ScenarioError(
+            path, f"{path.stat().st_size} bytes: more than the {MAX_FILE_BYTES} a scenario file may have (traces go in trace files)"
+        )
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ScenarioError(
+            path, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}): is it a binary file?", line=line
+        ) from None
+    if "\x00" in text:
+        raise ScenarioError(path, "not text: it holds NUL bytes (a binary file?)", line=text[: text.index("\x00")].count("\n") + 1)
     try:
         root = yaml.compose(text)
+        _refuse_duplicate_keys(path, root)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -371,6 +430,10 @@ def compile_scenario(spec: ScenarioSpec, path: Path | None = None, root: yaml.No
     def fail(problem: str, loc: tuple[str | int, ...]) -> ScenarioError:
         return ScenarioError(path or spec.name, problem, field=_field_name(loc), line=_line_of(root, loc))
 
+    total_nodes = sum(group.count for group in spec.cluster.nodes)
+    if total_nodes > MAX_NODES:
+        raise fail(f"the node groups add up to {total_nodes} nodes, more than the {MAX_NODES} a cluster may have", ("cluster", "nodes"))
+    _check_sizes(spec, total_nodes, fail)
     nodes = _expand_nodes(spec.cluster.nodes)
     node_index = {n.name: i for i, n in enumerate(nodes)}
     if len(node_index) != len(nodes):
@@ -381,6 +444,16 @@ def compile_scenario(spec: ScenarioSpec, path: Path | None = None, root: yaml.No
     for i, s in enumerate(spec.services):
         if s.kind == "gpu" and not any(n.gpus >= (s.gpus or 1) for n in nodes):
             raise fail(f"gpu service {s.name!r} fits on no node (no node has {s.gpus or 1} GPUs)", ("services", i, "kind"))
+        largest_cpus, largest_mb = max(n.cpus for n in nodes), max(n.mem_gb for n in nodes) * 1024
+        if s.cpu > largest_cpus:
+            problem = f"service {s.name!r} fits on no node: a replica needs {s.cpu:g} CPUs, the largest node has {largest_cpus:g}"
+            raise fail(problem, ("services", i, "cpu"))
+        if s.mem_mb > largest_mb:
+            problem = f"service {s.name!r} fits on no node: a replica needs {s.mem_mb:g} MB, the largest node has {largest_mb:g} MB"
+            raise fail(problem, ("services", i, "mem_mb"))
+        gpus = s.gpus if s.gpus is not None else (1 if s.kind == "gpu" else 0)
+        if not any(n.cpus >= s.cpu and n.mem_gb * 1024 >= s.mem_mb and n.gpus >= gpus for n in nodes):
+            raise fail(f"service {s.name!r} fits on no node: none has its CPUs, memory and GPUs at once", ("services", i))
     ticks = round(spec.duration_s / spec.tick_s)
     if ticks < 1:
         raise fail("duration_s is shorter than one tick", ("duration_s",))
@@ -440,6 +513,15 @@ def compile_scenario(spec: ScenarioSpec, path: Path | None = None, root: yaml.No
         offload_hop_ms=spec.cluster.offload_hop_ms,
         routing=spec.cluster.routing,
     )
+    peak = builder.peak_rps(multiplier)
+    if peak.max(initial=0.0) > MAX_RPS:
+        j = int(peak.argmax())
+        where = ("events",) if multiplier[:, j].max() > 1 else ("workload",)
+        raise fail(
+            f"service {service_names[j]!r} would get {peak[j]:.3g} requests/s (workload x traffic spikes), "
+            f"above the {MAX_RPS:.0e} the simulator draws",
+            where,
+        )
     arrivals, work_scale = builder.finish(multiplier)
     return Scenario(spec, path, config, Workload(arrivals, work_scale), tuple(events))
 
@@ -447,6 +529,30 @@ def compile_scenario(spec: ScenarioSpec, path: Path | None = None, root: yaml.No
 def generated_dir() -> Path:
     """Where the generated suites are cached: ``$AMA_GENERATED_DIR`` or ``<repo>/out/generated``."""
     return Path(os.environ.get("AMA_GENERATED_DIR", REPO_ROOT / "out" / "generated"))
+
+
+def _check_sizes(spec: ScenarioSpec, nodes: int, fail: Any) -> None:
+    """The products that bound memory and time, checked where they are formed (each field alone is within range)."""
+    ticks = round(spec.duration_s / spec.tick_s)
+    services = len(spec.services)
+    if ticks > MAX_TICKS:
+        raise fail(f"duration_s / tick_s is {ticks} ticks, more than {MAX_TICKS}", ("duration_s",))
+    if ticks * services > MAX_TICK_CELLS:
+        raise fail(f"{ticks} ticks x {services} services is {ticks * services} cells, more than {MAX_TICK_CELLS} (memory)", ("duration_s",))
+    if nodes * services > MAX_NODE_CELLS:
+        raise fail(f"{nodes} nodes x {services} services is {nodes * services} cells, more than {MAX_NODE_CELLS} (memory)", ("services",))
+    ring = max(math.ceil(s.cold_start_s / spec.tick_s) for s in spec.services) + 1
+    if ring * nodes * services > MAX_RING_CELLS:
+        raise fail(
+            f"the longest cold start is {ring - 1} ticks: {ring} x {nodes} nodes x {services} services of pending starts is more than "
+            f"{MAX_RING_CELLS} (memory)",
+            ("services",),
+        )
+    for w, entry in enumerate(spec.workload):
+        if isinstance(entry, MMPPLoad) and spec.duration_s / min(entry.mean_dwell_s) > MAX_MMPP_VISITS:
+            visits = spec.duration_s / min(entry.mean_dwell_s)
+            problem = f"{visits:.3g} expected state visits over the run, more than {MAX_MMPP_VISITS} (raise the dwell)"
+            raise fail(problem, ("workload", w, "mean_dwell_s"))
 
 
 def scenario_files(suite: str | None = None, directory: Path = SCENARIO_DIR) -> list[Path]:
@@ -639,6 +745,11 @@ class _ArrivalBuilder:
             out[down] = self.rng.binomial(out[down], factor[down])
         return out
 
+    def peak_rps(self, multiplier: np.ndarray) -> np.ndarray:
+        """Each service's highest arrival rate (S,) once traffic spikes multiply the workload (rates and replayed counts)."""
+        scaled = np.max((self.rates + self.counts / self.tick_s) * multiplier, axis=0, initial=0.0)
+        return np.where(np.isfinite(scaled), scaled, np.inf)
+
     def finish(self, multiplier: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Arrivals per tick (T, S) with traffic spikes applied, as float64 whole numbers, and the work scales."""
         synthetic = workloads.poisson_counts(self.rates * multiplier, self.tick_s, self.rng)
@@ -662,6 +773,24 @@ def resolve_trace_path(path: str, scenario_path: Path | None) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------- error locations
+def _refuse_duplicate_keys(path: Path, root: yaml.Node | None) -> None:
+    """A mapping that names a key twice is an error (YAML loaders silently keep the last value)."""
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[object, int] = {}
+            for key, value in node.value:
+                name = getattr(key, "value", None)
+                if isinstance(key, yaml.ScalarNode) and name in seen:
+                    line = key.start_mark.line + 1
+                    raise ScenarioError(path, f"duplicate key {name!r} (first on line {seen[name]})", line=line)
+                seen[name] = key.start_mark.line + 1
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+
+
 def _field_name(loc: tuple[Any, ...]) -> str:
     """pydantic's location as a path a person reads: ``events[2].factor`` (union tags dropped)."""
     out = ""

@@ -253,7 +253,7 @@ def test_alibaba_batch_replay_from_a_generated_trace(tmp_path: Path, monkeypatch
         ("split: cpu, bounds: [2, 1]", "needs 1 bounds"),
         ("bounds: [60]", "only for split cpu or duration"),
         ("split: gpu", "'job', 'cpu' or 'duration'"),
-        ("speedup: 0", "greater than 0"),
+        ("speedup: 0", "greater than or equal to 0.001"),
     ],
 )
 def test_alibaba_batch_entry_errors_name_the_field(tmp_path: Path, extra: str, words: str) -> None:
