@@ -47,7 +47,7 @@ from simulators.rewards import RewardWeights, reward_terms
 from simulators.scenarios import load_scenario
 from simulators.snapshot import take_snapshot
 from tools.catalog import ToolArgumentError, parse_call
-from tools.decision_log import Decision, DecisionLog
+from tools.decision_log import Decision, DecisionLog, LogFullError
 from tools.recorder import DecisionRecorder
 from tools.sim_actuator import SimActuator
 
@@ -179,10 +179,15 @@ class Runtime:
     # ------------------------------------------------------------------------------------------ loop
     def run(self) -> dict[str, Any]:
         total = self.cluster.horizon if self.settings.ticks is None else min(self.settings.ticks, self.cluster.horizon)
-        for _ in range(total):
-            self.tick()
-            if self.on_tick:
-                self.on_tick(self.cluster.t)
+        try:
+            for _ in range(total):
+                self.tick()
+                if self.on_tick:
+                    self.on_tick(self.cluster.t)
+        except LogFullError:  # the decision log was away too long: stop here, cleanly, with its one line
+            if self.graph is not None:
+                close_graph(self.graph)
+            raise
         summary = {
             "run_id": self.run_id,
             "scenario": self.scenario.name,

@@ -7,6 +7,12 @@ Writes are batched: ``record`` and ``sample`` only append to an in-memory buffer
 caller's loop, and on ``close``) inserts it in one transaction. If the database goes away (file removed or made
 read-only, server stopped) the flush fails, the rows stay buffered, the outage is reported once through
 ``on_event``, and later flushes retry with backoff until the database is back; then everything buffered is written.
+Status changes and approvals go the same way (``set_status`` and ``decide_approval`` stage them and flush), and
+every read of the log (``decision``, ``decisions``) sees what is buffered as well as what is written, so a runtime
+waiting on an approval reads the same answer whether the database is there or not. The buffer is bounded
+(``max_buffered`` rows): past it, recording raises ``LogFullError`` after writing the buffered rows to a JSON-lines
+file beside the database (``<db>.unwritten-<time>.jsonl``, when the disk takes it), and the run stops with that one
+line; nothing already written is touched. ``close`` with the database still away writes the same file.
 Row ids are made by the writer, so a batch retried after an ambiguous failure is never written twice (an insert
 with an id already there is skipped): ``<run>-<sequence>`` in a run the writer started, ``<run>-w<writer>-<sequence>``
 in a run another writer started (a restarted runtime finishing an incident of the run it paused in, while that run's
@@ -189,13 +195,25 @@ class _Buffer:
     """Rows in DECISION_COLUMNS order, values already as the database stores them."""
     samples: list[dict[str, Any]] = field(default_factory=list)
     runs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    changes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Decision id -> the columns a status change sets (applied to a buffered row, or as an UPDATE)."""
+    approvals: list[dict[str, Any]] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.decisions) + len(self.samples) + len(self.runs)
+        return len(self.decisions) + len(self.samples) + len(self.runs) + len(self.changes) + len(self.approvals)
 
     def then(self, later: _Buffer) -> _Buffer:
         """This buffer's rows followed by ``later``'s (used to put back a batch that failed to write)."""
-        return _Buffer(self.decisions + later.decisions, self.samples + later.samples, self.runs + later.runs)
+        changes = dict(self.changes)
+        for decision_id, columns in later.changes.items():
+            changes[decision_id] = {**changes.get(decision_id, {}), **columns}
+        return _Buffer(
+            self.decisions + later.decisions,
+            self.samples + later.samples,
+            self.runs + later.runs,
+            changes,
+            self.approvals + later.approvals,
+        )
 
 
 class DecisionLog:
@@ -211,6 +229,7 @@ class DecisionLog:
         on_event: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         background: bool = False,
+        max_buffered: int = 1_000_000,
     ) -> None:
         """``background=True`` starts a writer thread that flushes whenever rows are waiting, so the caller's loop
         never waits on the database (SQLite and psycopg release the GIL while they write). Without it the caller's
@@ -218,6 +237,8 @@ class DecisionLog:
         self.url = database_url(url)
         self._sqlite_path = sqlite_path(self.url)
         self.batch_size = batch_size
+        self.max_buffered = max_buffered
+        """Rows held while the database is away; past it, recording raises LogFullError."""
         self.flush_interval_s = flush_interval_s
         self.max_backoff_s = max_backoff_s
         self.on_event = on_event or (lambda line: None)
@@ -234,6 +255,7 @@ class DecisionLog:
         self._now_at, self._now_value = -1.0, self._stored_time(utcnow())
         self._last_flush = clock()
         self._outage_since: float | None = None
+        self._last_problem = ""
         self._next_retry = 0.0
         self._backoff = 0.5
         self.outages = 0
@@ -320,6 +342,7 @@ class DecisionLog:
             None if result is None else json.dumps(result),
             None if deadline_at is None else self._stored_time(deadline_at),
         )
+        self._check_room()
         with self._lock:
             self._buffer.decisions.append(row)
         self.maybe_flush()
@@ -345,6 +368,7 @@ class DecisionLog:
             "replicas": sum(s.replicas_warm + s.replicas_booting for s in snapshot.services),
             "snapshot_json": json.dumps(data),
         }
+        self._check_room()
         with self._lock:
             self._buffer.samples.append(row)
         self.maybe_flush()
@@ -418,8 +442,17 @@ class DecisionLog:
                     conn.execute(dialect_insert(Run).values(**row).on_conflict_do_nothing(index_elements=["id"]))
                 else:
                     conn.execute(update(Run).where(Run.id == row["id"]).values(**{k: v for k, v in row.items() if k != "id"}))
-            _insert_tuples(conn, Decision, batch.decisions)
+            rows = batch.decisions
+            if batch.changes:
+                rows = [_changed(row, batch.changes.get(row[0]), self._stored_time) for row in rows]
+            _insert_tuples(conn, Decision, rows)
             _bulk_insert(conn, MetricSample, batch.samples)
+            inserted = {row[0] for row in batch.decisions} if batch.changes else set()
+            for decision_id, columns in batch.changes.items():
+                if decision_id not in inserted:
+                    conn.execute(update(Decision).where(Decision.id == decision_id).values(**columns))
+            if batch.approvals:
+                conn.execute(Approval.__table__.insert(), batch.approvals)  # type: ignore[attr-defined]
 
     def _recovered(self, now: float, written: int) -> None:
         if self._outage_since is not None:
@@ -435,8 +468,43 @@ class DecisionLog:
             self._writer.join()
             self._writer = None
         if not self.flush(force=True):
-            self.on_event(f"decision log still unavailable at exit: {self.buffered} rows could not be written")
+            where = self._dump_unwritten()
+            self.on_event(f"decision log still unavailable at exit: {self.buffered} rows could not be written; {where}")
         self.engine.dispose()
+
+    def _check_room(self) -> None:
+        """Past ``max_buffered`` rows during an outage: write them to a file if the disk allows, and stop (LogFullError)."""
+        if len(self._buffer) < self.max_buffered or self.flush(force=True):
+            return
+        since = self.clock() - (self._outage_since if self._outage_since is not None else self.clock())
+        where = self._dump_unwritten()
+        raise LogFullError(
+            f"decision log at {self._safe_url()} unavailable for {since:.0f} s ({self._last_problem}) with {self.buffered} rows "
+            f"buffered, the bound (max_buffered): stopping; everything written before is kept, and {where}"
+        )
+
+    def _dump_unwritten(self) -> str:
+        """Write the buffered rows as JSON lines beside the database (or in $AMA_HOME); the sentence saying where."""
+        folder = self._sqlite_path.parent if self._sqlite_path is not None else Path(os.environ.get("AMA_HOME", ".ama"))
+        name = (self._sqlite_path.name if self._sqlite_path is not None else "decision-log") + f".unwritten-{int(time.time())}.jsonl"
+        path = folder / name
+        with self._lock:
+            folder.mkdir(parents=True, exist_ok=True)
+            batch = self._buffer
+        try:
+            with path.open("w") as out:
+                for row in batch.decisions:
+                    out.write(json.dumps({"table": "decision", **_changed_dict(row, batch.changes.get(row[0]))}, default=str) + "\n")
+                for decision_id, columns in batch.changes.items():
+                    out.write(json.dumps({"table": "decision_change", "id": decision_id, **columns}, default=str) + "\n")
+                for table, rows in (("approval", batch.approvals), ("metric_sample", batch.samples)):
+                    for item in rows:
+                        out.write(json.dumps({"table": table, **item}, default=str) + "\n")
+                for kind, item in batch.runs:
+                    out.write(json.dumps({"table": f"run_{kind}", **item}, default=str) + "\n")
+        except OSError as exc:
+            return f"the buffered rows could not be saved either ({exc.strerror or exc})"
+        return f"the buffered rows are in {path}"
 
     def _check_file(self) -> None:
         """A SQLite file removed under an open connection would swallow writes: treat it as an outage until it is
@@ -446,6 +514,7 @@ class DecisionLog:
             raise TransientError(f"{self._sqlite_path} was removed")
 
     def _outage(self, now: float, exc: Exception) -> None:
+        self._last_problem = _first_line(exc)
         if self._outage_since is None:
             self._outage_since = now
             self.outages += 1
@@ -459,45 +528,57 @@ class DecisionLog:
 
     # ------------------------------------------------------------------------------------------ status and approvals
     def set_status(self, decision_id: str, status: str, result: dict[str, Any] | None = None, approved_by: str | None = None) -> None:
-        """Move a decision along its lifecycle; an illegal transition is an InputError naming both states."""
+        """Move a decision along its lifecycle; an illegal transition is an InputError naming both states. Staged and
+        flushed like every write: during an outage it waits in the buffer, and reads see it at once."""
+        row = self.decision(decision_id)
+        if row is None:
+            raise InputError(f"no decision {decision_id!r}")
+        if status in ("approved", "rejected"):
+            raise InputError(f"decision {decision_id}: approvals go through decide_approval, which records the operator")
+        if status not in TRANSITIONS[row.status]:
+            raise InputError(f"decision {decision_id} is {row.status}; it cannot become {status}")
+        columns: dict[str, Any] = {"status": status, "updated_at": utcnow()}
+        if result is not None:
+            earlier = json.loads(row.result_json) if row.result_json else {}
+            columns["result_json"] = json.dumps({**earlier, **result})  # a proposal's what-if preview stays beside its outcome
+        if approved_by is not None:
+            columns["approved_by"] = approved_by
+        self._stage_change(decision_id, columns)
         self.flush(force=True)
-        with Session(self.engine) as session:
-            row = session.get(Decision, decision_id)
-            if row is None:
-                raise InputError(f"no decision {decision_id!r}")
-            if status in ("approved", "rejected"):
-                raise InputError(f"decision {decision_id}: approvals go through decide_approval, which records the operator")
-            if status not in TRANSITIONS[row.status]:
-                raise InputError(f"decision {decision_id} is {row.status}; it cannot become {status}")
-            row.status = status
-            row.updated_at = utcnow()
-            if result is not None:
-                earlier = json.loads(row.result_json) if row.result_json else {}
-                row.result_json = json.dumps({**earlier, **result})  # a proposal's what-if preview stays beside its outcome
-            if approved_by is not None:
-                row.approved_by = approved_by
-            session.add(row)
-            session.commit()
 
     def decide_approval(self, decision_id: str, operator: str, approve: bool, reason: str = "") -> None:
         """An operator approves or rejects a proposed high-risk decision; the approval row records who and why."""
         if not operator.strip():
             raise InputError("an approval needs the operator's name")
         verdict = "approved" if approve else "rejected"
+        row = self.decision(decision_id)
+        if row is None:
+            raise InputError(f"no decision {decision_id!r}")
+        if row.status != "proposed":
+            raise InputError(f"decision {decision_id} is {row.status}, not waiting for approval")
+        columns: dict[str, Any] = {"status": verdict, "updated_at": utcnow()}
+        if approve:
+            columns["approved_by"] = operator
+        approval = {"decision_id": decision_id, "operator": operator, "decision": verdict, "reason": reason, "decided_at": utcnow()}
+        with self._lock:
+            self._buffer.approvals.append(approval)
+        self._stage_change(decision_id, columns)
         self.flush(force=True)
-        with Session(self.engine) as session:
-            row = session.get(Decision, decision_id)
-            if row is None:
-                raise InputError(f"no decision {decision_id!r}")
-            if row.status != "proposed":
-                raise InputError(f"decision {decision_id} is {row.status}, not waiting for approval")
-            row.status = verdict
-            if approve:
-                row.approved_by = operator
-            row.updated_at = utcnow()
-            session.add(row)
-            session.add(Approval(decision_id=decision_id, operator=operator, decision=verdict, reason=reason))
-            session.commit()
+
+    def _stage_change(self, decision_id: str, columns: dict[str, Any]) -> None:
+        with self._lock:
+            changes = self._buffer.changes
+            changes[decision_id] = {**changes.get(decision_id, {}), **columns}
+
+    def _seen(self, row: Decision | None) -> Decision | None:
+        """A row as it stands with the changes still buffered."""
+        if row is None:
+            return None
+        with self._lock:
+            columns = self._buffer.changes.get(row.id)
+        if not columns:
+            return row
+        return row.model_copy(update=columns)
 
     def add_chat(self, thread_id: str, role: str, author: str, content: str, run_id: str | None = None) -> None:
         with Session(self.engine) as session:
@@ -515,26 +596,52 @@ class DecisionLog:
         service: str | None = None,
         limit: int = 200,
     ) -> list[Decision]:
-        """Decisions, newest first, filtered by any of the arguments."""
+        """Decisions, newest first, filtered by any of the arguments: the written ones and the buffered ones, each as
+        it stands with its buffered status changes. With the database away, the buffered ones alone."""
+        filters = {"run_id": run_id, "actor": actor, "status": status, "node": node, "service": service}
         query = select(Decision)
-        for column, value in (
-            (Decision.run_id, run_id),
-            (Decision.actor, actor),
-            (Decision.status, status),
-            (Decision.node, node),
-            (Decision.service, service),
-        ):
-            if value is not None:
-                query = query.where(column == value)
+        for name, value in filters.items():
+            if value is not None and name != "status":
+                query = query.where(getattr(Decision, name) == value)
+        raw = [(DECISION_COLUMNS.index(name), value) for name, value in filters.items() if value is not None and name != "status"]
+        with self._lock:
+            changed = set(self._buffer.changes)
+            buffered = [_decision(row) for row in self._buffer.decisions if all(row[i] == value for i, value in raw)]
+        if status is not None:  # a row whose buffered change makes it match (or not) is read whatever its written status
+            query = query.where((Decision.status == status) | Decision.id.in_(changed))  # type: ignore[attr-defined]
         if since is not None:
             query = query.where(Decision.created_at >= since)
-        query = query.order_by(Decision.created_at.desc(), Decision.id.desc()).limit(limit)
-        with Session(self.engine) as session:
-            return list(session.exec(query).all())  # type: ignore[call-overload]
+        query = query.order_by(Decision.created_at.desc(), Decision.id.desc()).limit(limit + len(changed))
+        try:
+            with Session(self.engine) as session:
+                written = list(session.exec(query).all())  # type: ignore[call-overload]
+        except SQLAlchemyError as exc:
+            self._outage(self.clock(), exc)
+            written = []
+        unwritten = {row.id for row in buffered}
+        rows = [self._seen(row) for row in [*(w for w in written if w.id not in unwritten), *buffered]]
+        since_aware = None if since is None else _aware(since)
+        matching = [
+            r
+            for r in rows
+            if r is not None and (status is None or r.status == status) and (since_aware is None or _aware(r.created_at) >= since_aware)
+        ]
+        matching.sort(key=lambda r: (_aware(r.created_at), r.id), reverse=True)
+        return matching[:limit]
 
     def decision(self, decision_id: str) -> Decision | None:
-        with Session(self.engine) as session:
-            return session.get(Decision, decision_id)
+        """One decision as it stands (written or buffered, with its buffered changes); None if there is none, or the
+        database is away and it is not buffered."""
+        with self._lock:
+            buffered = next((row for row in reversed(self._buffer.decisions) if row[0] == decision_id), None)
+        if buffered is not None:
+            return self._seen(_decision(buffered))
+        try:
+            with Session(self.engine) as session:
+                return self._seen(session.get(Decision, decision_id))
+        except SQLAlchemyError as exc:
+            self._outage(self.clock(), exc)
+            return None
 
     def pending_approvals(self) -> list[Decision]:
         return self.decisions(status="proposed", limit=1000)
@@ -618,6 +725,43 @@ def _bulk_insert(conn: Connection, model: type[SQLModel], rows: list[dict[str, A
             tuple_row[i] = memo[key]
         values.append(tuple(tuple_row))
     conn.exec_driver_sql(sql, values)
+
+
+class LogFullError(TransientError):
+    """The database stayed away until the buffer reached its bound; ``str(e)`` is one line saying what was kept."""
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _stored(value: Any) -> Any:
+    """A buffered row's time as a datetime (SQLite's processor stores text)."""
+    if isinstance(value, str):
+        return _aware(datetime.fromisoformat(value))
+    return value
+
+
+def _decision(row: tuple[Any, ...]) -> Decision:
+    """A buffered row (DECISION_COLUMNS order, values as stored) as a Decision."""
+    values = dict(zip(DECISION_COLUMNS, row, strict=True))
+    for name in ("created_at", "updated_at", "deadline_at"):
+        values[name] = _stored(values[name]) if values[name] is not None else None
+    return Decision(**values)
+
+
+def _changed(row: tuple[Any, ...], columns: dict[str, Any] | None, store: Callable[[datetime], Any]) -> tuple[Any, ...]:
+    """A buffered row with a buffered status change applied (times in the stored form ``store`` makes)."""
+    if not columns:
+        return row
+    values = list(row)
+    for name, value in columns.items():
+        values[DECISION_COLUMNS.index(name)] = store(value) if isinstance(value, datetime) else value
+    return tuple(values)
+
+
+def _changed_dict(row: tuple[Any, ...], columns: dict[str, Any] | None) -> dict[str, Any]:
+    return {**dict(zip(DECISION_COLUMNS, row, strict=True)), **(columns or {})}
 
 
 def _first_line(exc: BaseException) -> str:

@@ -246,7 +246,11 @@ def run(
                 time.sleep(max(0.0, started + t * runtime.cluster.tick_s / speed - time.monotonic()))
 
         runtime.on_tick = each_tick
-        summary = runtime.run()
+        try:
+            summary = runtime.run()
+        except TransientError as exc:  # the decision log stayed away past its buffer's bound
+            progress.stop()
+            fail(str(exc))
     log.close()
     if as_json:
         typer.echo(json.dumps(summary))

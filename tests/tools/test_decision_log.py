@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
 from simulators.errors import ConfigError, InputError, TransientError
@@ -31,6 +32,7 @@ from tools.decision_log import (
     ChatMessage,
     Decision,
     DecisionLog,
+    LogFullError,
     MetricSample,
     Run,
     database_url,
@@ -522,7 +524,10 @@ def test_background_writer_writes_everything_by_close(db_url: str, make_log: Mak
     assert events == []
 
 
-def test_background_close_reports_rows_it_could_not_write(database: Database, make_log: MakeLog) -> None:
+def test_background_close_reports_rows_it_could_not_write(
+    database: Database, make_log: MakeLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AMA_HOME", str(tmp_path / "home"))  # where a PostgreSQL log's unwritten rows go
     events: list[str] = []
     log = make_log(database.url, background=True, flush_interval_s=0.05, on_event=events.append)
     run = log.start_run("s", "marl")
@@ -532,7 +537,10 @@ def test_background_close_reports_rows_it_could_not_write(database: Database, ma
     database.take_down()
     unwritten = record_ticks(log, run, range(3, 7))
     log.close()  # raises nothing
-    assert events[-1] == f"decision log still unavailable at exit: {len(unwritten)} rows could not be written"
+    assert events[-1].startswith(f"decision log still unavailable at exit: {len(unwritten)} rows could not be written; ")
+    saved = Path(events[-1].split("the buffered rows are in ")[1])
+    lines = [json.loads(line) for line in saved.read_text().splitlines()]
+    assert sorted(row["id"] for row in lines if row["table"] == "decision") == sorted(unwritten)  # nothing is lost
     assert [e for e in events if e.startswith("decision log unavailable")] == events[:1]
 
     database.bring_back()
@@ -655,3 +663,111 @@ def test_two_writers_on_one_run_never_make_the_same_id(db_url: str, make_log: Ma
     assert [stored[i] for i in ids] == [f"{w} writer {k}" for k in range(3) for w in ("first", "second")]
     assert sorted(i for i in ids if stored[i].startswith("second")) == [i for i in ids if stored[i].startswith("second")]
     assert _DECISION_ID.findall(f"why did [{ids[1]}] happen?") == [ids[1]]
+
+
+# ---------------------------------------------------------------------------------------------- a full disk
+
+
+def capped(log: DecisionLog, pages: dict[str, int]) -> DecisionLog:
+    """Cap the log's SQLite file at ``pages["max"]`` pages (PRAGMA max_page_count: "database or disk is full" past
+    it); every new connection reads the current cap, and a failed flush drops the connections."""
+
+    @event.listens_for(log.engine, "connect")
+    def _cap(dbapi_connection: Any, _: Any) -> None:
+        dbapi_connection.execute(f"PRAGMA max_page_count={pages['max']}")
+
+    log.engine.dispose()
+    return log
+
+
+def page_count(log: DecisionLog) -> int:
+    with log.engine.connect() as conn:
+        return int(conn.exec_driver_sql("PRAGMA page_count").scalar_one())
+
+
+def test_a_full_disk_buffers_says_so_once_keeps_answering_and_writes_everything_when_there_is_room(tmp_path: Path) -> None:
+    events: list[str] = []
+    pages = {"max": 1_000_000}
+    log = capped(DecisionLog(f"sqlite:///{tmp_path / 'log.db'}", on_event=events.append), pages)
+    run = log.start_run("s", "marl")
+    proposal = log.record(run, 1, 1.0, "manager", "add_nodes", "add 2 cloud nodes", risk="high", status="proposed")
+    expiring = log.record(run, 1, 1.0, "manager", "drain_node", "drain n-3", risk="high", status="proposed")
+    assert log.flush(force=True)
+    pages["max"] = page_count(log)  # full from here on
+    log.engine.dispose()
+    written = record_ticks(log, run, range(20))  # 200 rows: more than the file has room for
+    late = log.record(run, 21, 21.0, "manager", "add_nodes", "add 1 edge node", risk="high", status="proposed")
+    assert not log.flush(force=True) and not log.available
+    log.decide_approval(proposal, "alice", approve=True, reason="real spike")  # the operator's answer, while full
+    log.set_status(expiring, "expired", result={"why": "no answer"})
+    log.decide_approval(late, "bob", approve=False)
+    assert log.decision(proposal).status == "approved" and log.decision(proposal).approved_by == "alice"  # type: ignore[union-attr]
+    assert log.decision(late).status == "rejected" and log.decision(expiring).status == "expired"  # type: ignore[union-attr]
+    assert {d.id for d in log.decisions(run_id=run, status="proposed")} == set()
+    assert {d.id for d in log.decisions(run_id=run, status="approved")} == {proposal}
+    assert len(log.decisions(run_id=run, actor="marl", limit=1000)) == len(written)
+    full = [e for e in events if "database or disk is full" in e]
+    assert len(full) == 1 and full == events  # said once
+
+    pages["max"] = 1_000_000  # room again (the cap is per connection: new ones get it)
+    log.engine.dispose()
+    assert log.flush(force=True) and log.buffered == 0
+    assert events[-1].startswith("decision log back after")
+    log.close()
+    reader = DecisionLog(f"sqlite:///{tmp_path / 'log.db'}")
+    assert reader.count(Decision, run) == len(written) + 3
+    assert reader.decision(proposal).status == "approved" and reader.decision(late).status == "rejected"  # type: ignore[union-attr]
+    assert reader.decision(expiring).status == "expired" and "no answer" in (reader.decision(expiring).result_json or "")  # type: ignore[union-attr]
+    assert [(a.operator, a.decision) for a in reader.approvals(proposal)] == [("alice", "approved")]
+    assert [(a.operator, a.decision) for a in reader.approvals(late)] == [("bob", "rejected")]
+    reader.close()
+
+
+def test_past_the_bound_recording_stops_in_one_line_and_saves_the_buffered_rows(tmp_path: Path) -> None:
+    pages = {"max": 1_000_000}
+    log = capped(DecisionLog(f"sqlite:///{tmp_path / 'log.db'}", max_buffered=50), pages)
+    run = log.start_run("s", "marl")
+    before = record_ticks(log, run, range(2))
+    assert log.flush(force=True)
+    pages["max"] = page_count(log)
+    log.engine.dispose()
+    with pytest.raises(LogFullError) as error:
+        record_ticks(log, run, range(2, 20))
+    message = str(error.value)
+    assert "\n" not in message and "database or disk is full" in message and "50 rows buffered, the bound" in message
+    saved = Path(message.split("the buffered rows are in ")[1])
+    assert len([line for line in saved.read_text().splitlines() if json.loads(line)["table"] == "decision"]) == 50
+    pages["max"] = 1_000_000
+    log.engine.dispose()
+    reader = DecisionLog(f"sqlite:///{tmp_path / 'log.db'}")
+    assert {d.id for d in reader.decisions(run_id=run, limit=1000)} == set(before)  # what was written is intact
+    reader.close()
+
+
+def test_the_runtime_goes_on_through_a_full_disk_and_its_log_is_whole_after(tmp_path: Path) -> None:
+    from manager.loop import Runtime, RuntimeSettings
+    from tests.spike import spike_scenario
+
+    pages = {"max": 1_000_000}
+    log = capped(DecisionLog(f"sqlite:///{tmp_path / 'log.db'}"), pages)
+    settings = RuntimeSettings(scenario=spike_scenario(tmp_path), controller="kpa", checkpoints=tmp_path / "c.db", auto_approve="op")
+    runtime = Runtime(settings, log)
+
+    def fill_then_free(t: int) -> None:
+        if t == 100:  # before the spike's incident
+            pages["max"] = page_count(log)
+            log.engine.dispose()
+        elif t == 300:
+            pages["max"] = 1_000_000
+            log.engine.dispose()
+
+    runtime.on_tick = fill_then_free
+    summary = runtime.run()
+    assert summary["incidents_failed"] == 0 and log.outages == 1
+    log.close()
+    reader = DecisionLog(f"sqlite:///{tmp_path / 'log.db'}")
+    rows = reader.decisions(run_id=runtime.run_id, actor="manager", limit=1000)
+    (added,) = [r for r in rows if r.action == "add_nodes"]
+    assert added.status == "applied" and added.approved_by == "op"  # proposed, approved and applied while the disk was full
+    assert reader.runs()[0].status == "finished"
+    reader.close()
