@@ -462,10 +462,12 @@ def head_to_head_rows(layout: Layout) -> list[list[str]]:
     return rows
 
 
+def table_section(title: str, header: Sequence[str], rows: Sequence[Sequence[str]], note: str, text_columns: int = 1) -> list[str]:
+    """A report section: its title, the table and the sentence under it; nothing when there are no rows."""
+    return [f"## {title}", "", *md_table(header, rows, text_columns), "", note, ""] if rows else []
+
+
 def head_to_head_section(layout: Layout) -> list[str]:
-    rows = head_to_head_rows(layout)
-    if not rows:
-        return []
     header = [
         "controller", "against", "scenarios", "violation min ratio", "geo-mean cost ratio",
         "scenarios at or under its violation min", "scenarios over 1.1x its violation min", "scenarios with more drops",
@@ -474,7 +476,7 @@ def head_to_head_section(layout: Layout) -> list[str]:
         "Violation min ratio: the controller's violation minutes summed over the scenarios over the other's (each "
         "scenario its mean over seeds); cost ratio: geometric mean over scenarios of the mean per-seed cost ratio."
     )
-    return ["## Head to head", "", *md_table(header, rows, text_columns=2), "", note, ""]
+    return table_section("Head to head", header, head_to_head_rows(layout), note, text_columns=2)
 
 
 def detection_rows(layout: Layout) -> list[list[str]]:
@@ -501,16 +503,13 @@ def detection_rows(layout: Layout) -> list[list[str]]:
 
 
 def detection_section(layout: Layout) -> list[str]:
-    rows = detection_rows(layout)
-    if not rows:
-        return []
     header = ["controller", "anomaly", "injected", "detected", "reported", "precision", "recall", "mean time to detect s"]
     note = (
         "Pooled over every run with the manager: an injected anomaly is detected by the first report of its type on "
         "its target within 180 s; precision is the share of reports that match an injected anomaly in force "
         "(evals.detection). Bursts are found in the arrivals, not injected as events."
     )
-    return ["## Anomaly detection", "", *md_table(header, rows, text_columns=2), "", note, ""]
+    return table_section("Anomaly detection", header, detection_rows(layout), note, text_columns=2)
 
 
 def stability_rows(layout: Layout) -> list[list[str]]:
@@ -534,15 +533,12 @@ def stability_rows(layout: Layout) -> list[list[str]]:
 
 
 def stability_section(layout: Layout) -> list[str]:
-    rows = stability_rows(layout)
-    if not rows:
-        return []
     header = ["controller", "scale moves", "undone within 10 s %", "moves shielded", "node-ticks out of distribution %"]
     note = (
         "A scale move is a cell's replica count changing on a node that stayed on; undone: reversed within 10 s "
         "(simulators.metrics). Shielded moves and out-of-distribution node-ticks are the MARL controller's own counts."
     )
-    return ["## Flapping, shield and OOD guard", "", *md_table(header, rows), "", note, ""]
+    return table_section("Flapping, shield and OOD guard", header, stability_rows(layout), note)
 
 
 def scenario_facts(layout: Layout, scenario: str, controllers: Sequence[str]) -> str:
