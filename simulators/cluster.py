@@ -461,6 +461,22 @@ class Cluster:
         self.queue_wait[idx] = 0.0
 
     # ----------------------------------------------------------------------------------------------- events
+    def twin(self, future_arrivals: np.ndarray, future_work_scale: np.ndarray) -> Cluster:
+        """A copy of the cluster as it is now that knows only the past (manager.whatif's digital twin): from this tick
+        on its arrivals and work are the given forecast (F, S), no event that has not started will start, and those
+        in force do not end."""
+        import copy
+
+        fork = copy.deepcopy(self)
+        t = self.t
+        arrivals = np.concatenate([self.workload.arrivals[:t], future_arrivals])
+        work = np.concatenate([self.workload.work_scale[:t], future_work_scale])  # type: ignore[index]
+        fork.workload = Workload(arrivals, work)
+        fork.horizon = arrivals.shape[0]
+        fork.events = fork.events[: fork._event_cursor]
+        fork._reverts = []
+        return fork
+
     def _apply_events(self) -> None:
         while self._reverts and self._reverts[0][0] <= self.t:
             _, event = self._reverts.pop(0)
