@@ -50,6 +50,8 @@ MAX_SECONDS = 2_592_000.0
 """30 days: durations, cold starts, boots, timeouts, dwell times, periods."""
 MAX_MS = 3_600_000.0
 """One hour: work per request, network latencies."""
+MAX_SEED = 2**63 - 1
+"""Seeds are non-negative (numpy's generators take no negative seed)."""
 MAX_FILE_BYTES = 16 * 1024 * 1024
 """A scenario file's size (the shipped ones are a few KB)."""
 MAX_MMPP_VISITS = 10_000_000
@@ -342,7 +344,7 @@ class Expectation(Strict):
 class ScenarioSpec(Strict):
     name: str
     description: str = ""
-    seed: int = 0
+    seed: _count(0, MAX_SEED) = 0  # type: ignore[valid-type]
     duration_s: Positive
     tick_s: _range(1e-3, 3600) = 1.0  # type: ignore[valid-type]
     cluster: ClusterModel
@@ -414,6 +416,10 @@ def load_scenario(path: str | os.PathLike[str], seed: int | None = None, duratio
         loc = tuple(err["loc"])
         raise ScenarioError(path, _pydantic_message(err), field=_field_name(loc), line=_line_of(root, loc)) from None
     overrides: dict[str, Any] = {}
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise ScenarioError(path, f"seed {seed}: a seed must be between 0 and {MAX_SEED}")
+    if duration_s is not None and not 0 < duration_s <= MAX_SECONDS:
+        raise ScenarioError(path, f"duration {duration_s:g} s: must be above 0 and at most {MAX_SECONDS:g} s")
     if seed is not None:
         overrides["seed"] = seed
     if duration_s is not None:  # a shortened run: events after its end simply do not happen

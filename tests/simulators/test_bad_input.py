@@ -76,6 +76,7 @@ CASES: dict[str, tuple[str | bytes, str]] = {
     ),
     "a CPU need no node has": (scenario(cpu=64), "service 'api' fits on no node: a replica needs 64 CPUs, the largest node has 16"),
     "a memory need no node has": (scenario(mem=100_000), "a replica needs 100000 MB, the largest node has 65536 MB"),
+    "a negative seed": (scenario().replace("name: bad\n", "name: bad\nseed: -5\n"), "seed: Input should be greater than or equal to 0"),
     "batch jobs beyond the rate bound": (
         scenario(workload="{service: api, type: batch, jobs_per_s: 1.0e+5, mean_instances: 1.0e+6}"),
         "jobs_per_s x mean_instances",
@@ -149,3 +150,14 @@ def test_random_scenarios_inside_the_ranges_never_give_a_nan(seed: int) -> None:
         recorder, _ = run_controller(scenario, make_controller(controller, seed=seed), keep_series=False)
         for key, value in recorder.summary().items():
             assert value is None or math.isfinite(value), (controller, key, value, spec.model_dump())
+
+
+def test_a_seed_given_on_the_command_line_is_checked_too(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(scenario())
+    out = subprocess.run(
+        [sys.executable, "-m", "ui.cli", "sim", "--scenario", str(path), "--ticks", "5", "--seed", "-1"],
+        capture_output=True, text=True, cwd=REPO, timeout=30,
+    )  # fmt: skip
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and "seed -1: a seed must be between 0 and" in lines[0], out.stderr
