@@ -200,7 +200,7 @@ def _run_with_manager(
         "approvals_requested": sum(r.risk == "high" for r in rows),
         "unsafe_blocked": sum(r.action == "note" and r.explanation.startswith("refused") for r in rows),
         "weight_changes": sum(r.action == "set_reward_weights" for r in rows),
-        "incidents": runtime.incidents_opened,
+        "incidents": len(runtime.opened),
         "incidents_failed": runtime.incidents_failed,
         "restores_offered": sum(r.action == "restore_node" for r in rows),
     }

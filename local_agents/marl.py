@@ -95,10 +95,9 @@ class MarlController(NodeAgentController):
         self._ood_since = np.zeros(cluster.n_nodes)
 
     def act(self, cluster: Cluster) -> Decision:
-        if self.observer is None:
-            self.reset(cluster)
-        observer = self.observe(cluster)
+        observer = self.observe(cluster)  # resets this controller on its first tick
         seen = self.envelope.clamp(observer.obs) if self.envelope is not None else observer.obs
+        self._seen = seen  # what the policy read this tick: its explanations and odds are of this, not the raw rows
         actions = self.policy.act(seen, observer.mask, self.rng)
         ood = self.envelope.check(observer.obs) if self.envelope is not None else None
         if ood is not None and ood.nodes.size:
@@ -164,7 +163,7 @@ class MarlController(NodeAgentController):
         features that drove it, explained in one batch; the node rule's moves on nodes out of distribution: why the
         node is out."""
         assert self.observer is not None
-        obs, mask, s = self.observer.obs, self.observer.mask, c.n_services
+        obs, mask, s = self._seen, self.observer.mask, c.n_services
         cells = list(zip(*np.nonzero(targets != before), strict=True)) if targets is not None else []
         moved = np.flatnonzero(~np.isclose(offload, old))
         switched = np.flatnonzero(power != POWER_HOLD) if power is not None else np.zeros(0, np.int64)

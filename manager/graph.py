@@ -311,6 +311,10 @@ class _Nodes:
             self._record(
                 state, outcome["name"], explanation, outcome["arguments"], risk="low", status=status, request=outcome["request_id"]
             )
+        if not applied and not plan.high_risk:  # the guard left nothing to do: that is the incident's outcome, recorded
+            why = "; ".join(plan.notes) or "the plan changes nothing in force"
+            self._record(state, "no_change", f"no change: {why}. {self._why(state)}", {}, risk="low", status="applied",
+                         request=f"{incident}:no_change")  # fmt: skip
         if self.c.log is not None:
             self.c.log.flush(force=True)
         return {"applied": applied}

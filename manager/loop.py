@@ -40,7 +40,6 @@ from manager.graph import ManagerContext, build_graph, close_graph, invoke_incid
 from manager.guard import SloWatch, WeightSchedule
 from manager.planners import Planner, RulePlanner, reward_statistics
 from manager.state import PLANNING_NODE_FIELDS
-from simulators.cluster import NODE_OFF
 from simulators.errors import ConfigError, InputError
 from simulators.metrics import RunRecorder
 from simulators.rewards import RewardWeights, reward_terms
@@ -164,12 +163,10 @@ class Runtime:
         """Each open incident -> its anomalies in force (with their severity) when it last planned."""
         self.opened_at: dict[str, float] = {}
         self.incidents_failed = 0
-        self.incidents_opened = 0
         self.opened: list[str] = []
         """Every incident this run opened, in order (restore proposals aside)."""
-        self.drained: dict[str, str] = {}
-        """Nodes the manager drained, still off -> the incident that drained them (offered back when healthy)."""
-        self._offered: set[str] = set()
+        self.drained: dict[str, tuple[str, str]] = {}
+        """Nodes the manager proposed to drain -> (the incident, the proposal's decision id), until offered back."""
         self.restores: dict[str, tuple[str | None, dict[str, Any], float]] = {}
         """Restore proposals waiting: their incident -> (decision id, arguments, deadline)."""
         self._max_price = float(self.cluster.base_price_per_h.max())
@@ -196,7 +193,7 @@ class Runtime:
         }
         summary.update(self.metrics.summary())
         summary["incidents_waiting"] = sorted(self.waiting)
-        summary["incidents_opened"] = self.incidents_opened
+        summary["incidents_opened"] = len(self.opened)
         summary["incidents_failed"] = self.incidents_failed
         self.log.end_run(self.run_id, summary)
         self.log.flush(force=True)
@@ -228,7 +225,6 @@ class Runtime:
         fresh = [a for a in started if (a.type, a.target) not in self.incident_of]
         if fresh:
             incident = f"inc-{uuid.uuid4().hex[:10]}"
-            self.incidents_opened += 1
             self.opened.append(incident)
             self.opened_at[incident] = snapshot.time_s
             for anomaly in fresh:
@@ -350,26 +346,21 @@ class Runtime:
     def _note_drains(self, incident: str, proposed: dict[str, dict[str, Any]]) -> None:
         for decision_id, call in proposed.items():
             if call.get("name") == "drain_node":
-                self.drained.setdefault(str(call["arguments"]["node"]), f"{incident}|{decision_id}")
+                self.drained.setdefault(str(call["arguments"]["node"]), (incident, decision_id))
 
     def _offer_back_drained(self, snapshot: Any) -> None:
         """A node the manager drained for being slow, still off, whose probe (``slowdown`` of an off node: what a
         health probe of the idle machine measures) is back near 1: propose powering it on again, once."""
         by_name = {n.name: n for n in snapshot.nodes}
-        for node, origin in list(self.drained.items()):
-            incident, decision_id = origin.split("|", 1)
+        for node, (incident, decision_id) in list(self.drained.items()):
             row = self.log.decision(decision_id)
             if row is None or row.status in ("rejected", "expired", "failed"):
                 del self.drained[node]  # never drained
                 continue
             telemetry = by_name.get(node)
-            if row.status != "applied" or telemetry is None or telemetry.state != "off" or node in self._offered:
+            if row.status != "applied" or telemetry is None or telemetry.state != "off" or telemetry.slowdown > RESTORE_SLOWDOWN:
                 continue
-            i = self.cluster.node_names.index(node)
-            if self.cluster.state[i] != NODE_OFF or telemetry.slowdown > RESTORE_SLOWDOWN:
-                continue
-            self._offered.add(node)
-            del self.drained[node]
+            del self.drained[node]  # offered once; a later drain of it is offered back again
             self._propose_restore(node, telemetry.slowdown, incident, snapshot.time_s)
 
     def _propose_restore(self, node: str, slowdown: float, drained_by: str, now_s: float) -> None:

@@ -71,10 +71,10 @@ class RunRecorder:
         self.violations += violations
         self.ok += served + drops - violations
         self.cold_starts += float(o.cold_starts.sum())
-        self.cost += float(o.replica_cost.sum())
+        self.cost += cost
         self.node_cost += float(o.node_cost.sum())
-        self.energy_j += float(o.node_power_w.sum()) * c.tick_s
-        self.wasted_mem_gbs += float(o.wasted_mem_gbs.sum())
+        self.energy_j += power * c.tick_s
+        self.wasted_mem_gbs += wasted
         self.replica_changes += float(o.replica_changes.sum())
         self.asleep_node_ticks += float(c.asleep.sum())
         rate = violations / finished if finished > 0 else 0.0
@@ -103,7 +103,7 @@ class RunRecorder:
         replicas = c.warm + c.booting
         on = c.state == NODE_ON
         if self._last_replicas is None or self._was_on is None:
-            self._last_replicas, self._was_on = replicas.copy(), on.copy()
+            self._last_replicas, self._was_on = replicas, on
             self._last_direction = np.zeros(replicas.shape, dtype=np.int8)
             self._last_move_s = np.full(replicas.shape, -np.inf)
             return
@@ -118,7 +118,7 @@ class RunRecorder:
             self.moves_undone += int(reversed_.sum())
             self._last_direction[moved] = direction[moved]
             self._last_move_s[moved] = now
-        self._last_replicas, self._was_on = replicas.copy(), on
+        self._last_replicas, self._was_on = replicas, on  # both fresh arrays this tick
 
     def summary(self) -> dict[str, Any]:
         """The run's metrics as plain numbers."""
