@@ -9,6 +9,11 @@ with its one model.
 A reply is a dict: ``content`` and ``finish_reason`` (default "stop") for a completion, ``delay_s`` to wait before
 answering (timeout tests; cut short when the server closes), ``status`` for an HTTP error. Once the script runs out the
 server answers HTTP 500 "no scripted reply left".
+
+A reply with ``tool_calls`` (a list of ``{"name", "arguments"}``, arguments a dict or the raw JSON text) answers with
+an assistant message that calls tools, finish reason "tool_calls" unless given; ``content`` may be None (JSON null),
+and ``function_call: True`` adds the legacy ``function_call`` field of the first call. ``vllm_tool_reply`` and
+``llama_cpp_tool_reply`` script the shapes those two servers give a request with a named ``tool_choice``.
 """
 
 from __future__ import annotations
@@ -62,20 +67,52 @@ class FakeOpenAI:
     def completion(self, reply: dict[str, Any]) -> dict[str, Any]:
         """The OpenAI chat.completion body for a scripted reply."""
         content = reply.get("content", "")
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        calls = [
+            {
+                "id": call.get("id", f"call-fake-{len(self.requests)}-{index}"),
+                "type": "function",
+                "function": {"name": call["name"], "arguments": _arguments_text(call.get("arguments", {}))},
+            }
+            for index, call in enumerate(reply.get("tool_calls") or [])
+        ]
+        if calls:
+            message["tool_calls"] = calls
+            if reply.get("function_call"):
+                message["function_call"] = dict(calls[0]["function"])
+        size = len(content or "") + sum(len(call["function"]["arguments"]) for call in calls)
         return {
             "id": f"chatcmpl-fake-{len(self.requests)}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": self.model,
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": reply.get("finish_reason", "stop")}
-            ],
+            "choices": [{"index": 0, "message": message, "finish_reason": reply.get("finish_reason", "tool_calls" if calls else "stop")}],
             "usage": {
                 "prompt_tokens": 100,
-                "completion_tokens": max(1, len(content) // 4),
-                "total_tokens": 100 + max(1, len(content) // 4),
+                "completion_tokens": max(1, size // 4),
+                "total_tokens": 100 + max(1, size // 4),
             },
         }
+
+
+def _arguments_text(arguments: dict[str, Any] | str) -> str:
+    return arguments if isinstance(arguments, str) else json.dumps(arguments)
+
+
+def vllm_tool_reply(name: str, arguments: dict[str, Any] | str, finish_reason: str = "stop") -> dict[str, Any]:
+    """vLLM's answer to a named ``tool_choice`` (vllm/entrypoints/openai/serving_chat.py): empty content (null in newer
+    releases), one tool call holding the schema-constrained text, and the generation's own finish reason ("stop", or
+    "length" when cut off)."""
+    call = {"name": name, "arguments": arguments, "id": "chatcmpl-tool-fake"}
+    return {"content": "", "tool_calls": [call], "finish_reason": finish_reason}
+
+
+def llama_cpp_tool_reply(name: str, arguments: dict[str, Any] | str) -> dict[str, Any]:
+    """llama-cpp-python's answer to a named ``tool_choice`` (llama_chat_format._convert_completion_to_chat_function):
+    null content, the call both as ``tool_calls`` and as the legacy ``function_call``, finish reason "tool_calls"
+    even when the generation was cut off."""
+    call = {"name": name, "arguments": arguments, "id": f"call__0_{name}_cmpl-fake"}
+    return {"content": None, "tool_calls": [call], "function_call": True}
 
 
 def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
