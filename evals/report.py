@@ -512,6 +512,42 @@ def detection_section(layout: Layout) -> list[str]:
     return table_section("Anomaly detection", header, detection_rows(layout), note, text_columns=2)
 
 
+TWIN_KEYS = ("sla_violation_minutes", "cost")
+
+
+def twin_rows(layout: Layout) -> list[list[str]]:
+    """Per controller with a verified manager, per anomaly type: the twin's absolute error (predicted minus
+    realized over its horizon), median and p90, for the plan each incident went with."""
+    rows = []
+    for controller in layout.controllers:
+        pooled: dict[str, list[dict[str, Any]]] = {}
+        for scenario in layout.scenarios:
+            for record in ok_runs(layout.records(scenario, controller)):
+                for check in record["metrics"].get("twin_checks") or []:
+                    pooled.setdefault(check["type"], []).append(check)
+                    pooled.setdefault("all", []).append(check)
+        for kind in sorted(pooled, key=lambda k: (k == "all", k)):
+            checks = pooled[kind]
+            cells = [controller, kind, str(len(checks)), str(sum(c["other_changes"] == 0 for c in checks))]
+            for key in TWIN_KEYS:
+                errors = np.abs([c["predicted"][key] - c["realized"][key] for c in checks])
+                realized = float(np.median([abs(c["realized"][key]) for c in checks]))
+                cells += [fmt(float(np.median(errors))), fmt(float(np.quantile(errors, 0.9))), fmt(realized)]
+            rows.append(cells)
+    return rows
+
+
+def twin_section(layout: Layout) -> list[str]:
+    header = ["controller", "anomaly", "plans", "unconfounded", "viol. min err median", "p90", "realized median",
+              "cost err median $", "p90 $", "realized median $"]  # fmt: skip
+    note = (
+        "The what-if twin (manager.verify) forecasts arrivals from the past only; after its horizon the runtime sets "
+        "what happened beside what the twin predicted for the plan chosen (the status quo when none was). "
+        "'unconfounded': plans with no other weight change inside their horizon."
+    )
+    return table_section("Twin prediction error", header, twin_rows(layout), note, text_columns=2)
+
+
 def stability_rows(layout: Layout) -> list[list[str]]:
     """Per controller: scale moves and the share undone within 10 s (pooled), and what its shield and OOD guard did."""
     rows = []
@@ -971,6 +1007,7 @@ def write_report(out_dir: Path) -> Path:
     lines += head_to_head_section(layout)
     lines += stability_section(layout)
     lines += detection_section(layout)
+    lines += twin_section(layout)
     frontier = plot_frontier(layout, out_dir, colors)
     lines += [f"![Cost against SLA-violation minutes]({frontier.relative_to(out_dir).as_posix()})", ""]
     lines += failed_expectations_section(layout)

@@ -29,7 +29,7 @@ from evals.bound import REPORTED_LEVEL, compile_relaxation, frontier
 from evals.metrics import check_expectations, downsample, recovery_threshold, run_metrics
 from local_agents.controllers import Controller
 from local_agents.registry import make_controller
-from simulators.errors import InputError
+from simulators.errors import ConfigError, InputError
 from simulators.metrics import RunRecorder
 from simulators.scenarios import load_scenario, scenario_files
 
@@ -90,10 +90,26 @@ def plan_suite(
     return SuitePlan(scenarios, tasks, first_seed)
 
 
+MANAGERS = ("rule", "llm", "rule-unverified", "llm-unverified")
+"""What may follow ``+`` in a controller name: the manager's planner, verified in the twin (manager.verify) unless
+``-unverified`` (the planner's plan applied as the guard leaves it: the ablation of verification)."""
+
+
 def split_controller(name: str) -> tuple[str, str]:
-    """``"hpa+rule"`` -> ("hpa", "rule"): a local controller with the manager on top; ``"hpa"`` -> ("hpa", "off")."""
+    """``"hpa+rule"`` -> ("hpa", "rule"): a local controller with the manager on top; ``"hpa"`` -> ("hpa", "off").
+    ConfigError naming the choices for an unknown manager."""
     local, _, manager = name.partition("+")
+    if manager and manager not in MANAGERS:
+        raise ConfigError(f"unknown manager {manager!r} in {name!r}; use CONTROLLER+ one of {', '.join(MANAGERS)}")
     return local, manager or "off"
+
+
+def manager_settings(manager: str) -> tuple[str, Any]:
+    """(the runtime's manager, its VerifySettings) for a name of MANAGERS."""
+    from manager.verify import VerifySettings
+
+    planner, _, unverified = manager.partition("-")
+    return planner, VerifySettings(candidates=0) if unverified else VerifySettings()
 
 
 def run_one(task: RunTask) -> dict[str, Any]:
@@ -184,9 +200,10 @@ def _run_with_manager(
 
     with tempfile.TemporaryDirectory() as tmp:
         log = DecisionLog(f"sqlite:///{tmp}/log.db")
+        planner, verify = manager_settings(manager)
         settings = RuntimeSettings(
-            scenario=Path(task.file), controller=local, manager=manager, seed=task.seed, ticks=scenario.ticks,
-            checkpoints=Path(tmp) / "checkpoints.db", auto_approve="eval-operator", keep_series=True,
+            scenario=Path(task.file), controller=local, manager=planner, seed=task.seed, ticks=scenario.ticks,
+            checkpoints=Path(tmp) / "checkpoints.db", auto_approve="eval-operator", keep_series=True, verify=verify,
         )  # fmt: skip
         runtime = Runtime(settings, log)
         runtime.run()
@@ -203,8 +220,11 @@ def _run_with_manager(
         "incidents": len(runtime.opened),
         "incidents_failed": runtime.incidents_failed,
         "restores_offered": sum(r.action == "restore_node" for r in rows),
+        "verified": sum(r.action == "verify" for r in rows),
+        "status_quo_kept": sum(r.action == "verify" and json.loads(r.result_json or "{}")["verification"]["chosen"] is None for r in rows),
+        "llm_fallbacks": sum(r.action == "note" and " planner failed (" in r.explanation for r in rows),
     }
-    extra = {"detection": detection["counts"], **controller_stats(runtime.controller)}
+    extra = {"detection": detection["counts"], "twin_checks": runtime.twin_checks, **controller_stats(runtime.controller)}
     return runtime.metrics, runtime.explained, stats, extra
 
 

@@ -1,9 +1,14 @@
-"""The manager graph: ``observe -> detect -> diagnose -> plan -> guard -> apply -> propose -> gate -> apply_approved
--> record``, a
-LangGraph StateGraph with JSON-only state, compiled with a durable checkpointer (SQLite by default) and one thread
-per incident. Built by the runtime (manager.loop) and the tests; invoked with a snapshot and the anomalies the
+"""The manager graph: ``observe -> detect -> diagnose -> plan -> guard -> verify -> apply -> propose -> gate ->
+apply_approved -> record``, a LangGraph StateGraph with JSON-only state, compiled with a durable checkpointer (SQLite
+by default) and one thread per incident. Built by the runtime (manager.loop) and the tests; invoked with a snapshot and the anomalies the
 detectors just reported, it feeds the actuator (new reward weights, low-risk actions at once, high-risk actions
 after an operator's approval) and the decision log (every step, with its explanation).
+
+Propose, verify, then act (manager.verify): with a twin (``ManagerContext.twin``, bound by the runtime to its
+cluster) ``plan`` makes up to K candidates, ``guard`` clips each, and ``verify`` runs them and the status quo in the
+twin, asks the planner for one refinement when it can refine (the LLM planner, Eureka-style, shown the twin's
+verdicts), and keeps the best candidate only when it beats the status quo by more than its spread; otherwise nothing
+changes. Without a twin the planner's plan goes on as the guard leaves it.
 
 Side effects live only in ``apply`` (the low-risk part, at once: a pending approval does not hold back what needs
 none), ``propose`` (recording the proposals an operator must see), ``apply_approved`` and ``record``; ``gate`` only
@@ -28,8 +33,10 @@ from langgraph.types import Command, interrupt
 
 from manager.anomalies import ANOMALY_TYPES, priority
 from manager.guard import WeightBounds, guard
-from manager.planners import Planner, RulePlanner
+from manager.planners import Planner, RulePlanner, describe_anomaly, primary_anomaly
 from manager.state import Diagnosis, GuardedPlan, Proposal
+from manager.verify import Candidate, Twin, VerifySettings, candidate_proposals, explain_plan, select, verify
+from manager.verify import record as verification_record
 from manager.whatif import describe as whatif_sentence
 from simulators.errors import AmaError
 from simulators.rewards import RewardWeights
@@ -41,7 +48,7 @@ DURABILITY = "exit"
 """Checkpoint when a run pauses at the gate or ends, not after every node: a crash mid-run re-runs the incident
 from its start (the actuator's request ids keep actions single), and the pause an operator waits on is durable."""
 
-RESULT_KEYS = ("diagnosis", "proposed")
+RESULT_KEYS = ("diagnosis", "proposed", "verification", "verify_decision")
 """What the runtime reads of an invocation's result (``invoke(..., output_keys=RESULT_KEYS)``; ``__interrupt__`` comes
 with them when the run paused at the gate): LangGraph then reads these channels after each step, not the whole state."""
 
@@ -63,7 +70,13 @@ class ManagerState(TypedDict, total=False):
     """[[service, node or None, replicas], ...] (JSON has no tuple keys)."""
     diagnosis: dict[str, Any]
     proposal: dict[str, Any]
+    candidates: list[dict[str, Any]]
+    """[{"name", "proposal", "plan"}, ...]: what verify weighs (the planner's own first)."""
     plan: dict[str, Any]
+    verification: dict[str, Any]
+    """manager.verify.record: every candidate, its predicted outcome and verdict, what was chosen and why."""
+    verify_decision: str
+    """The id of the incident's ``verify`` row in the decision log (the runtime adds the realized outcome to it)."""
     proposed: dict[str, dict[str, Any]]
     """decision id -> the high-risk call waiting for an operator."""
     verdicts: dict[str, str]
@@ -86,6 +99,10 @@ class ManagerContext:
     preview: Callable[[list[dict[str, Any]]], dict[str, Any] | None] | None = None
     """Forks the cluster and predicts the high-risk calls' effect (manager.whatif), for the operator; None when there
     is nothing to predict."""
+    twin: Callable[[], Twin | None] | None = None
+    """Forks the cluster now for verification (manager.verify.Twin); None switches verification off, and a call
+    that returns None (no simulated future left) skips it for that incident."""
+    verify: VerifySettings | None = None
     node_seconds: dict[str, float] | None = None
     """When set, each node adds the seconds it spent here (the graph's own overhead is the rest; manager.bench)."""
 
@@ -98,7 +115,7 @@ def build_graph(context: ManagerContext, checkpoint_path: str | Path | None = No
     return graph.compile(checkpointer=checkpointer(checkpoint_path) if checkpoint_path else None)
 
 
-NODE_NAMES = ("observe", "detect", "diagnose", "plan", "guard", "apply", "propose", "gate", "apply_approved", "record")
+NODE_NAMES = ("observe", "detect", "diagnose", "plan", "guard", "verify", "apply", "propose", "gate", "apply_approved", "record")
 
 
 def wire(nodes: dict[str, Callable[[ManagerState], dict[str, Any]]]) -> StateGraph:
@@ -118,7 +135,8 @@ def wire(nodes: dict[str, Callable[[ManagerState], dict[str, Any]]]) -> StateGra
         ("observe", "detect"),
         ("diagnose", "plan"),
         ("plan", "guard"),
-        ("guard", "apply"),
+        ("guard", "verify"),
+        ("verify", "apply"),
         ("propose", "gate"),
         ("gate", "apply_approved"),
         ("apply_approved", "record"),
@@ -245,30 +263,90 @@ class _Nodes:
             proposal = self.c.planner.plan(*args)
             problem = no_op(proposal, weights) if self.c.planner.name != "rule" else None
         except Exception as exc:  # a planner's bug is a planner failure too: the fallback answers
-            problem = f"{type(exc).__name__}: {exc}" if not isinstance(exc, AmaError) else str(exc)
+            problem = one_line_error(exc)
         if problem is not None:
             fallback = self.c.fallback or RulePlanner()
             notes.append(f"{self.c.planner.name} planner failed ({problem.splitlines()[0][:400]}); used the {fallback.name} planner")
             proposal = fallback.plan(*args)
-        return {"proposal": proposal.model_dump(mode="json"), "notes": notes}
+        update: dict[str, Any] = {"proposal": proposal.model_dump(mode="json"), "notes": notes, "candidates": []}
+        settings = self.c.verify or VerifySettings()
+        if self.c.twin is not None and settings.candidates > 0:
+            rule = (self.c.fallback or RulePlanner()).plan(*args) if proposal.planner != "rule" else None
+            named = candidate_proposals(proposal, rule, weights, settings.candidates)
+            update["candidates"] = [{"name": name, "proposal": p.model_dump(mode="json")} for name, p in named]
+        return update
 
     def guard(self, state: ManagerState) -> dict[str, Any]:
         proposal = Proposal.model_validate(state["proposal"])
         weights = RewardWeights.from_mapping(state.get("weights") or RewardWeights().as_dict())
+        plan = self._guarded(state, proposal, weights)
+        candidates = [{**c, "plan": self._guarded(state, Proposal.model_validate(c["proposal"]), weights).model_dump(mode="json")}
+                      for c in state.get("candidates", [])]  # fmt: skip
+        return {"plan": plan.model_dump(mode="json"), "notes": [*state.get("notes", []), *plan.notes], "candidates": candidates}
+
+    def verify(self, state: ManagerState) -> dict[str, Any]:
+        """Weigh the candidates in the twin and keep the best one that beats the status quo by more than its spread
+        (or none); the LLM planner sees the verdicts once and may add one refined candidate."""
+        twin = self.c.twin() if self.c.twin is not None and state.get("candidates") else None
+        if twin is None:
+            return {}
+        settings = self.c.verify or VerifySettings()
+        weights = RewardWeights.from_mapping(state.get("weights") or RewardWeights().as_dict())
+        candidates = verify([_candidate(c) for c in state["candidates"]], twin)
+        notes = list(state.get("notes", []))
+        refined = self._refined(state, candidates, twin, weights, notes)
+        candidates += verify(refined, twin) if refined else []
+        chosen, verdicts = select(candidates, twin.status_quo(), settings.min_gain)
+        record = verification_record(candidates, twin.status_quo(), chosen, verdicts, twin)
+        if chosen is None:
+            plan, proposal = GuardedPlan(notes=[record["reason"]]), Proposal.model_validate(state["proposal"])
+        else:
+            plan, proposal = chosen.plan, chosen.proposal
+            if chosen.name != state["candidates"][0]["name"]:  # a neighbour: its sentence from the values it sets
+                anomaly = describe_anomaly(primary_anomaly(Diagnosis.model_validate(state["diagnosis"])))
+                explanation = explain_plan(chosen.name, anomaly, plan, weights)
+                proposal = proposal.model_copy(update={"explanation": explanation[:2000]})
+        notes = [n for n in notes if n not in GuardedPlan.model_validate(state["plan"]).notes] + (list(plan.notes) if chosen else [])
+        return {"plan": plan.model_dump(mode="json"), "proposal": proposal.model_dump(mode="json"), "verification": record, "notes": notes}
+
+    def _refined(
+        self, state: ManagerState, candidates: list[Candidate], twin: Twin, weights: RewardWeights, notes: list[str]
+    ) -> list[Candidate]:
+        """One refinement round (Eureka-style): a planner that can ``refine`` sees each candidate's predicted outcome
+        and proposes once more; a failure is a note, never the incident's end."""
+        refine = getattr(self.c.planner, "refine", None)
+        if refine is None or not candidates:
+            return []
+        _, verdicts = select(candidates, twin.status_quo())
+        table = verification_record(candidates, twin.status_quo(), None, verdicts, twin)
+        args = (Diagnosis.model_validate(state["diagnosis"]), weights, state.get("reward_stats") or {}, state.get("snapshot") or {})
+        try:
+            proposal = refine(*args, table)
+        except Exception as exc:  # the first round's candidates still stand
+            notes.append(f"{self.c.planner.name} planner's refinement failed ({one_line_error(exc)}); its first candidates stand")
+            return []
+        return [Candidate(f"{proposal.planner}, refined", proposal, self._guarded(state, proposal, weights))]
+
+    def _guarded(self, state: ManagerState, proposal: Proposal, weights: RewardWeights) -> GuardedPlan:
         replicas = {(s, n): int(r) for s, n, r in state.get("current_replicas", [])}
-        plan = guard(proposal, weights, self.c.bounds or WeightBounds(), self.c.risk or RiskBounds(), replicas)
-        return {"plan": plan.model_dump(mode="json"), "notes": [*state.get("notes", []), *plan.notes]}
+        return guard(proposal, weights, self.c.bounds or WeightBounds(), self.c.risk or RiskBounds(), replicas)
 
     def propose(self, state: ManagerState) -> dict[str, Any]:
         """Record each high-risk call as a proposed decision an operator can approve (the only side effect before
         the gate; it runs once, its result is checkpointed before the gate pauses)."""
         plan = GuardedPlan.model_validate(state["plan"])
         proposed: dict[str, dict[str, Any]] = {}
-        forecast = self.c.preview(plan.high_risk) if plan.high_risk and self.c.preview is not None else None
+        verification = state.get("verification")
+        forecast = None
+        if verification is None and plan.high_risk and self.c.preview is not None:
+            forecast = self.c.preview(plan.high_risk)  # unverified plans still show an operator the twin's preview
         for k, call in enumerate(plan.high_risk):
             explanation = f"{call['explanation']} — waiting for an operator: {call['risk_reason']}. {self._why(state)}"
-            if forecast is not None:
+            if verification is not None:
+                explanation += f" {verification['reason']}"
+            elif forecast is not None:
                 explanation += f" {whatif_sentence(forecast)}"
+            result = {"verification": verification} if verification is not None else {"preview": forecast} if forecast else None
             decision_id = self._record(
                 state,
                 call["name"],
@@ -277,7 +355,7 @@ class _Nodes:
                 risk="high",
                 status="proposed",
                 request=f"{state['incident_id']}:high:{k}",
-                result=None if forecast is None else {"preview": forecast},
+                result=result,
             )
             proposed[decision_id or f"{state['incident_id']}:high:{k}"] = call
         if proposed and self.c.log is not None:
@@ -305,19 +383,28 @@ class _Nodes:
         for k, raw in enumerate(plan.low_risk):
             applied.append(self._apply_call(raw, f"{incident}:low:{k}"))
         proposal = Proposal.model_validate(state["proposal"])
+        verification = state.get("verification")
+        update: dict[str, Any] = {"applied": applied}
+        if verification is not None:
+            update["verify_decision"] = self._record(
+                state, "verify", f"{verification['reason']} {weighed(verification)}", {}, risk="low", status="applied",
+                request=f"{incident}:verify", result={"verification": verification},
+            )  # fmt: skip
+        twin = f" {verification['reason']}" if verification is not None else ""
         for outcome in applied:
-            explanation = f"{outcome['explanation']}: {outcome['detail']}. {self._why(state)} {proposal.explanation}"
+            failed = "" if outcome["ok"] else f" It failed: {outcome['detail']}."
+            explanation = f"{proposal.explanation}{failed} {self._why(state)}{twin}"
             status = "applied" if outcome["ok"] else "failed"
             self._record(
                 state, outcome["name"], explanation, outcome["arguments"], risk="low", status=status, request=outcome["request_id"]
             )
         if not applied and not plan.high_risk:  # the guard left nothing to do: that is the incident's outcome, recorded
             why = "; ".join(plan.notes) or "the plan changes nothing in force"
-            self._record(state, "no_change", f"no change: {why}. {self._why(state)}", {}, risk="low", status="applied",
+            self._record(state, "no_change", f"No change: {why} {self._why(state)}", {}, risk="low", status="applied",
                          request=f"{incident}:no_change")  # fmt: skip
         if self.c.log is not None:
             self.c.log.flush(force=True)
-        return {"applied": applied}
+        return update
 
     def apply_approved(self, state: ManagerState) -> dict[str, Any]:
         """After the gate: approved calls run (request ids from the incident and decision, so once), the others are
@@ -348,8 +435,10 @@ class _Nodes:
         return {"name": call.name, "arguments": call.args_dict(), "explanation": call.explanation, **result.as_dict()}
 
     def _why(self, state: ManagerState) -> str:
-        diagnosis = state.get("diagnosis") or {}
-        return f"Incident {state['incident_id']}: {diagnosis.get('summary', '')}".strip()
+        """The evidence the diagnosis rests on (the anomaly itself is named by the plan's own sentence)."""
+        anomalies = (state.get("diagnosis") or {}).get("anomalies") or []
+        evidence = "; ".join(str(a.get("evidence", "")) for a in anomalies if a.get("evidence"))
+        return f"Evidence: {evidence}." if evidence else ""
 
     def _record(
         self,
@@ -388,6 +477,28 @@ def invoke_incident(
     config = {"configurable": {"thread_id": incident_id}}
     durability = {"durability": DURABILITY} if graph.checkpointer is not None else {}
     return graph.invoke(payload, config, output_keys=RESULT_KEYS, **durability) or {}
+
+
+def one_line_error(exc: BaseException) -> str:
+    """An exception as one line for a note: our own errors say what is wrong already, others get their type."""
+    text = str(exc) if isinstance(exc, AmaError) else f"{type(exc).__name__}: {exc}"
+    return (text.splitlines() or [type(exc).__name__])[0][:400]
+
+
+def weighed(verification: dict[str, Any]) -> str:
+    """The candidates and what the twin predicted for each, one clause apiece."""
+    parts = []
+    for c in verification["candidates"]:
+        d = c["delta"]
+        parts.append(
+            f"{c['name']}: objective {d['objective']:+.2f} ± {c['spread']['objective']:.2f}, violation minutes "
+            f"{d['sla_violation_minutes']:+.2f}, cost {d['cost']:+.3f} $ ({c['verdict']})"
+        )
+    return f"Weighed against the status quo: {'; '.join(parts)}." if parts else ""
+
+
+def _candidate(raw: dict[str, Any]) -> Candidate:
+    return Candidate(raw["name"], Proposal.model_validate(raw["proposal"]), GuardedPlan.model_validate(raw["plan"]))
 
 
 def no_op(proposal: Proposal, weights: RewardWeights) -> str | None:

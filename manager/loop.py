@@ -27,7 +27,7 @@ import json
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from manager.graph import ManagerContext, build_graph, close_graph, invoke_incid
 from manager.guard import SloWatch, WeightSchedule
 from manager.planners import Planner, RulePlanner, reward_statistics
 from manager.state import PLANNING_NODE_FIELDS
+from manager.verify import OUTCOME_KEYS, Twin, VerifySettings
 from simulators.errors import ConfigError, InputError
 from simulators.metrics import RunRecorder
 from simulators.rewards import RewardWeights, reward_terms
@@ -106,6 +107,8 @@ class RuntimeSettings:
     """Simulated seconds a what-if preview of a high-risk proposal looks ahead."""
     reward_window: int = 60
     """Ticks of per-node reward terms summarised for the planner (its "reward reflection")."""
+    verify: VerifySettings = field(default_factory=VerifySettings)
+    """Propose, verify, then act (manager.verify); ``VerifySettings(candidates=0)`` applies plans unverified."""
 
 
 @dataclass
@@ -153,6 +156,8 @@ class Runtime:
             fallback=RulePlanner(),
             on_weights=self._weights_applied,
             preview=self._preview,
+            twin=self._twin if s.verify.candidates > 0 else None,
+            verify=s.verify,
         )
         self.graph = build_graph(context, s.checkpoints) if s.manager != "off" else None
         self.waiting: dict[str, tuple[list[str], float]] = self._paused_incidents()
@@ -172,6 +177,10 @@ class Runtime:
         self._max_price = float(self.cluster.base_price_per_h.max())
         self.recent_terms: deque = deque(maxlen=s.reward_window)
         """Per-node reward terms of the last ticks: what the local agents are being rewarded for, for the planner."""
+        self.twin_checks: list[dict[str, Any]] = []
+        """Each verified plan's prediction beside what happened over its horizon (evals: the twin's error)."""
+        self._due_checks: list[dict[str, Any]] = []
+        self.weight_changes = 0
 
     # ------------------------------------------------------------------------------------------ loop
     def run(self) -> dict[str, Any]:
@@ -195,6 +204,7 @@ class Runtime:
         summary["incidents_waiting"] = sorted(self.waiting)
         summary["incidents_opened"] = len(self.opened)
         summary["incidents_failed"] = self.incidents_failed
+        summary["twin_checks"] = self.twin_checks
         self.log.end_run(self.run_id, summary)
         self.log.flush(force=True)
         if self.graph is not None:
@@ -233,6 +243,7 @@ class Runtime:
         for incident in self._due_for_replan(c.t, started):
             self._run_incident(incident, snapshot, started)
         self._resume_answered(c.time_s)
+        self._check_predictions(c.time_s)
         if c.t % CHAT_EVERY == 0:
             self._apply_operator_requests(c.time_s)
             self._offer_back_drained(snapshot)
@@ -309,6 +320,8 @@ class Runtime:
             "current_replicas": replicas,
         }
         result = invoke_incident(self.graph, incident, state)
+        if result.get("verification"):
+            self._expect(incident, result, snapshot.time_s)
         summary = str((result.get("diagnosis") or {}).get("summary") or "nothing to answer")
         self.events.append(f"t={snapshot.time_s:.0f}s incident {incident}: {summary[:160]}")
         if result.get("__interrupt__"):  # paused at the gate (the only node that interrupts)
@@ -321,6 +334,49 @@ class Runtime:
                     self.log.decide_approval(
                         decision_id, self.settings.auto_approve, approve=True, reason="demo mode approves automatically"
                     )
+
+    # ------------------------------------------------------------------------------------------ predicted vs realized
+    def _totals(self) -> dict[str, float]:
+        m = self.metrics
+        return {"sla_violation_minutes": m.violation_ticks * self.cluster.tick_s / 60.0, "cost": m.cost,
+                "energy_kwh": m.energy_j / 3.6e6, "drops": m.drops}  # fmt: skip
+
+    def _expect(self, incident: str, result: dict[str, Any], now_s: float) -> None:
+        """Remember what the twin predicted for the plan the incident went with (the status quo when none), to set
+        beside what happens over the same horizon."""
+        verification = result["verification"]
+        chosen = next((c for c in verification["candidates"] if c["name"] == verification["chosen"]), None)
+        predicted = chosen["predicted"] if chosen is not None else verification["status_quo"]
+        self._due_checks.append({
+            "incident": incident, "decision": result.get("verify_decision"), "due_s": now_s + verification["horizon_s"],
+            "type": str((result.get("diagnosis") or {}).get("primary", "")), "chosen": verification["chosen"],
+            "predicted": {k: predicted[k] for k in OUTCOME_KEYS if k != "objective"}, "start": self._totals(),
+            "changes": self.weight_changes, "verification": verification,
+        })  # fmt: skip
+
+    def _check_predictions(self, now_s: float) -> None:
+        """Predictions whose horizon has passed: the realized outcome goes on the incident's verify row and into
+        ``twin_checks``; ``other_changes`` counts the weight changes made meanwhile (they confound the comparison)."""
+        due = [check for check in self._due_checks if now_s >= check["due_s"]]
+        for check in due:
+            self._due_checks.remove(check)
+            now = self._totals()
+            realized = {k: now[k] - check["start"][k] for k in now}
+            other = self.weight_changes - check["changes"]
+            entry = {"incident": check["incident"], "type": check["type"], "chosen": check["chosen"], "predicted": check["predicted"],
+                     "realized": realized, "other_changes": max(other, 0)}  # fmt: skip
+            self.twin_checks.append(entry)
+            if check["decision"]:
+                realized_row = {**realized, "at_s": now_s, "other_changes": entry["other_changes"]}
+                with contextlib.suppress(InputError):
+                    self.log.add_result(check["decision"], {"verification": {**check["verification"], "realized": realized_row}})
+
+    def _twin(self) -> Twin | None:
+        """The cluster and the local controller forked now, for verification; None on the scenario's last tick."""
+        if self.cluster.t >= self.cluster.horizon:
+            return None
+        settings = self.settings.verify
+        return Twin(self.cluster, self.controller, self.schedule.initial, replace(settings, seed=settings.seed + self.scenario.spec.seed))
 
     def _resume_answered(self, now_s: float) -> None:
         assert self.graph is not None
@@ -457,6 +513,7 @@ class Runtime:
 
     # ------------------------------------------------------------------------------------------ weights
     def _weights_applied(self, weights: RewardWeights, expires_in_s: float | None, incident: str) -> None:
+        self.weight_changes += 1
         self._before_change = self.schedule.current
         self.slo_watch.changed(self.cluster.time_s, self.recent_violations)
         self.schedule.apply(weights, expires_in_s, self.cluster.time_s, incident)

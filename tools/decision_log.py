@@ -546,6 +546,16 @@ class DecisionLog:
         self._stage_change(decision_id, columns)
         self.flush(force=True)
 
+    def add_result(self, decision_id: str, result: dict[str, Any]) -> None:
+        """Merge ``result`` into a decision's result whatever its status (the runtime adds what happened over the
+        twin's horizon next to what the twin predicted); staged and flushed like every write."""
+        row = self.decision(decision_id)
+        if row is None:
+            raise InputError(f"no decision {decision_id!r}")
+        earlier = json.loads(row.result_json) if row.result_json else {}
+        self._stage_change(decision_id, {"result_json": json.dumps({**earlier, **result}), "updated_at": utcnow()})
+        self.flush(force=True)
+
     def decide_approval(self, decision_id: str, operator: str, approve: bool, reason: str = "") -> None:
         """An operator approves or rejects a proposed high-risk decision; the approval row records who and why."""
         if not operator.strip():

@@ -489,7 +489,8 @@ def eval_suite(
     controllers: Annotated[
         str,
         typer.Option(
-            help=f"Comma-separated controllers: {', '.join(controller_names())}; add +rule or +llm for the manager on top "
+            help=f"Comma-separated controllers: {', '.join(controller_names())}; add +rule or +llm for the manager on top, "
+            "its plans verified in a past-only twin (+rule-unverified, +llm-unverified: applied as planned) "
             "(+llm needs an LLM server: AMA_LLM_BASE_URL); bound is the cost lower bound (evals.bound), not a controller."
         ),
     ] = "hpa,kpa,marl,marl+rule,bound",
@@ -511,7 +512,7 @@ def eval_suite(
     """Replay a suite's scripted anomalies for every controller on the same seeds; write results.json, report.md
     and PNG plots. Exits non-zero only when a run or a scenario could not be run, not on a failed expectation."""
     from evals.report import write_report
-    from evals.runner import PSEUDO_CONTROLLERS, plan_suite, run_suite
+    from evals.runner import PSEUDO_CONTROLLERS, plan_suite, run_suite, split_controller
 
     names = [c.strip() for c in controllers.split(",") if c.strip()]
     try:
@@ -522,9 +523,8 @@ def eval_suite(
                     raise ConfigError(f"{local!r} runs no controller, so no manager on top of it: use {local!r}")
                 continue
             make_controller(local, placement=placement)
-            if manager_name not in ("", "rule", "llm"):
-                raise ConfigError(f"unknown manager {manager_name!r} in {name!r}; use CONTROLLER+rule or CONTROLLER+llm")
-        if any(name.partition("+")[2] == "llm" for name in names):
+            split_controller(name)  # a ConfigError naming the managers for an unknown one
+        if any(name.partition("+")[2].startswith("llm") for name in names):
             from manager.llm import LLMPlanner, LLMSettings
 
             LLMPlanner(LLMSettings.from_env()).check_server()  # one line and exit 2, never rule runs labelled llm

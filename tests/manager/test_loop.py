@@ -10,6 +10,7 @@ from pathlib import Path
 from manager.graph import checkpointer
 from manager.loop import Runtime, RuntimeSettings
 from manager.state import PLANNING_NODE_FIELDS
+from manager.verify import VerifySettings
 from simulators.cluster import NODE_BOOTING, NODE_ON
 from simulators.scenarios import SCENARIO_DIR
 from tests.spike import spike_scenario
@@ -17,6 +18,9 @@ from tools.decision_log import DecisionLog
 
 
 def settings(tmp_path: Path, **extra: object) -> RuntimeSettings:
+    """Unverified plans (the rule planner's answer as the guard leaves it): these tests are about the gate, approvals
+    and restarts, which must hold whatever verification decides (tests/manager/test_verify.py tests that)."""
+    extra = {"verify": VerifySettings(candidates=0), **extra}
     return RuntimeSettings(scenario=spike_scenario(tmp_path), controller="kpa", checkpoints=tmp_path / "checkpoints.db", **extra)  # type: ignore[arg-type]
 
 
@@ -221,7 +225,7 @@ def test_a_price_change_alone_opens_one_incident_whose_rule_fires(tmp_path: Path
     """The crash of the last round: a price change was reported but never in force, so its incident had no anomaly."""
     path = scenario_file(tmp_path, "  - {at_s: 200, type: price_change, tier: cloud, factor: 3}")
     log = DecisionLog(f"sqlite:///{tmp_path / 'log.db'}")
-    runtime = Runtime(RuntimeSettings(scenario=path, controller="marl", checkpoints=tmp_path / "c.db"), log)
+    runtime = Runtime(RuntimeSettings(scenario=path, controller="marl", checkpoints=tmp_path / "c.db", verify=VerifySettings(candidates=0)), log)
     summary = runtime.run()
     assert summary["incidents_opened"] == 1 and summary["incidents_failed"] == 0
     rows = log.decisions(run_id=runtime.run_id, actor="manager", limit=1000)

@@ -1,0 +1,290 @@
+"""Propose, verify, then act. Called by manager.graph's verify node (the runtime binds ``ManagerContext.twin`` to its
+cluster and local controller) and by evals.planner_bench; feeds the graph the plan it applies (or none) and the
+verification record the decision log keeps on the incident's ``verify`` row and on each high-risk proposal.
+
+For each incident the planner's proposal is one of up to K candidates (``candidate_proposals``): the planner's own,
+the rule playbook's answer when the planner is the LLM, and neighbours of them (the weight change halved and doubled,
+with and without its actions, and two generic stances: protect the SLA, save cost). The guard clips each one. A
+``Twin`` (the simulator forked from the current state, manager.whatif's past-only fork) runs each distinct guarded
+plan and the status quo over ``horizon_s`` on ``futures`` arrival futures forecast from the observed past, the same
+futures for every plan (common random numbers: the differences are what matter, and they are much less noisy than
+the outcomes).
+
+Each plan is scored under the **operator's objective**: the sum over the horizon of the cluster's reward terms
+(simulators.rewards.cluster_terms, the MARL trainer's team reward) weighted by the operator's baseline weights
+(not the candidate's own: a candidate that changes the agents' weights must not also change what it is judged by).
+Higher is better. ``select`` applies the best candidate only when its mean gain over the status quo is larger than
+the spread (standard deviation over the futures) of that gain, and larger than ``min_gain``; otherwise the status
+quo stays. A candidate with actions whose gain over the same weights without them is within the spread loses its
+actions: an action whose preview shows no benefit is not proposed (high-risk actions would also cost an operator's
+attention).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from local_agents.controllers import Controller
+from manager.forecast import sample_future
+from manager.planners import describe_actions, describe_changes, describe_duration
+from manager.state import GuardedPlan, Proposal, ToolRequest
+from simulators.cluster import Cluster
+from simulators.metrics import VIOLATION_MINUTE_THRESHOLD
+from simulators.rewards import RewardWeights, cluster_terms, reward_terms
+from tools.catalog import parse_call
+from tools.sim_actuator import SimActuator
+
+OUTCOME_KEYS = ("objective", "sla_violation_minutes", "cost", "energy_kwh", "drops")
+"""What the twin predicts for each plan over the horizon (objective: higher is better; the rest: lower is)."""
+
+STATUS_QUO = "status quo"
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    candidates: int = 8
+    """K: the most candidates verified per incident (the status quo aside); 0 switches verification off (the
+    planner's plan is applied as the guard leaves it)."""
+    horizon_s: float = 120.0
+    """Simulated seconds each plan runs in the twin."""
+    futures: int = 3
+    """Arrival futures sampled from the past per plan (the same ones for every plan)."""
+    min_gain: float = 0.0
+    """Smallest mean objective gain over the status quo worth acting on (on top of the spread)."""
+    seed: int = 0
+
+
+@dataclass
+class Candidate:
+    name: str
+    proposal: Proposal
+    plan: GuardedPlan
+    outcomes: list[dict[str, float]] = field(default_factory=list)
+    """One per future, OUTCOME_KEYS each."""
+
+
+# ---------------------------------------------------------------------------------------------- candidates
+def candidate_proposals(planned: Proposal, rule: Proposal | None, weights: RewardWeights, k: int) -> list[tuple[str, Proposal]]:
+    """Up to ``k`` named proposals: the planner's own first, the rule's when it is another planner's, then
+    neighbours of each and the two stances. Duplicates are left for ``distinct`` to drop after the guard."""
+    seeds = [(planned.planner, planned)]
+    if rule is not None and planned.planner != "rule":
+        seeds.append(("rule", rule))
+    named: list[tuple[str, Proposal]] = list(seeds)
+    for name, proposal in seeds:
+        if proposal.actions and proposal.weights:
+            named.append((f"{name}, weights only", proposal.model_copy(update={"actions": []})))
+        named.append((f"{name}, half the change", _scaled(proposal, weights, 0.5)))
+        named.append((f"{name}, twice the change", _scaled(proposal, weights, 2.0)))
+        if proposal.actions and proposal.weights:
+            named.append((f"{name}, actions only", proposal.model_copy(update={"weights": {}})))
+    current = weights.as_dict()
+    stances = {
+        "protect the SLA": {"sla": current["sla"] + 0.2, "latency": current["latency"] + 0.1, "cost": max(current["cost"] - 0.05, 0.0)},
+        "save cost": {"cost": current["cost"] + 0.15, "utilization": current["utilization"] + 0.05, "sla": max(current["sla"] - 0.05, 0.0)},
+    }
+    for name, values in stances.items():
+        named.append((name, Proposal(weights=values, expires_in_s=600.0, explanation=f"{name}: {_moves(current, values)} for 10 min",
+                                     planner="rule")))  # fmt: skip
+    return named[: max(k, 1)]
+
+
+def _scaled(proposal: Proposal, weights: RewardWeights, factor: float) -> Proposal:
+    current = weights.as_dict()
+    scaled = {k: round(max(current[k] + factor * (v - current[k]), 0.0), 6) for k, v in proposal.weights.items()}
+    return proposal.model_copy(update={"weights": scaled})
+
+
+def explain_plan(name: str, anomaly: str, plan: GuardedPlan, current: RewardWeights) -> str:
+    """The sentence of a chosen neighbour, from what the guard let through (its values, not the ones asked for)."""
+    changes = describe_changes(current, plan.weights) if plan.weights is not None else "keep the weights"
+    calls = [ToolRequest(name=c["name"], arguments=c["arguments"]) for c in plan.low_risk + plan.high_risk]
+    return f"{anomaly}: {changes}{describe_duration(plan.expires_in_s)}{describe_actions(calls)} (the {name} candidate)."
+
+
+def _moves(current: dict[str, float], values: dict[str, float]) -> str:
+    return ", ".join(f"{k} {current[k]:.2f} -> {v:.2f}" for k, v in values.items())
+
+
+def distinct(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The candidates whose guarded plans differ from each other and change something (the first of equals wins:
+    the planner's own before its neighbours)."""
+    seen: set[str] = set()
+    kept = []
+    for candidate in candidates:
+        plan = candidate.plan
+        if plan.weights is None and not plan.low_risk and not plan.high_risk:
+            continue  # the status quo itself
+        calls = [(c["name"], sorted(c["arguments"].items())) for c in plan.low_risk + plan.high_risk]
+        key = repr((sorted((plan.weights or {}).items()), calls))
+        if key not in seen:
+            seen.add(key)
+            kept.append(candidate)
+    return kept
+
+
+# ---------------------------------------------------------------------------------------------- the twin
+class Twin:
+    """The cluster and its local controller forked now, with ``futures`` arrival futures forecast from the past;
+    ``outcomes(plan)`` runs a guarded plan (its weights into the controller, its actions on the fork, as if an
+    operator approved the high-risk ones at once) and returns one outcome per future."""
+
+    def __init__(self, cluster: Cluster, controller: Controller, objective: RewardWeights, settings: VerifySettings) -> None:
+        self.ticks = max(1, min(round(settings.horizon_s / cluster.tick_s), cluster.horizon - cluster.t))
+        self.horizon_s = self.ticks * cluster.tick_s
+        self.objective_weights = objective
+        self.objective = objective.as_array()
+        self.cluster, self.controller, self.settings = cluster, controller, settings
+        rng = np.random.default_rng([settings.seed, cluster.t])
+        past, work = cluster.workload.arrivals[: cluster.t], cluster.workload.work_scale[: cluster.t]  # type: ignore[index]
+        if work.shape[0] == 0:
+            work = np.ones((1, past.shape[1]))
+        self.futures = [cluster.twin(*sample_future(past, work, self.ticks, cluster.tick_s, rng)) for _ in range(settings.futures)]
+        self.max_price = float(cluster.base_price_per_h.max())
+        self._status_quo: list[dict[str, float]] | None = None
+
+    def status_quo(self) -> list[dict[str, float]]:
+        if self._status_quo is None:
+            self._status_quo = self.outcomes(GuardedPlan())
+        return self._status_quo
+
+    def outcomes(self, plan: GuardedPlan) -> list[dict[str, float]]:
+        return [self._run(future, plan) for future in self.futures]
+
+    def _run(self, future: Cluster, plan: GuardedPlan) -> dict[str, float]:
+        fork, local = copy.deepcopy(future), copy.deepcopy(self.controller)
+        if hasattr(local, "explain"):
+            local.explain = False  # type: ignore[attr-defined]  # nobody reads the twin's reasons: a third of a MARL tick
+        if plan.weights is not None and hasattr(local, "set_weights"):
+            local.set_weights(RewardWeights.from_mapping(plan.weights))  # type: ignore[attr-defined]
+        actuator = SimActuator(fork)
+        for k, call in enumerate([*plan.low_risk, *plan.high_risk]):
+            actuator.apply(parse_call(call["name"], call["arguments"]), f"twin:{k}")
+        objective = cost = energy_j = drops = 0.0
+        violation_ticks = 0
+        terms = np.zeros((fork.n_nodes, self.objective.size))
+        for _ in range(self.ticks):
+            local.act(fork).apply(fork)
+            o = fork.out
+            violations, finished = float(o.violations.sum()), float(o.served.sum() + o.drops.sum())
+            violation_ticks += finished > 0 and violations / finished > VIOLATION_MINUTE_THRESHOLD
+            objective += float(cluster_terms(fork, reward_terms(fork, self.max_price, into=terms)) @ self.objective)
+            cost += float(o.replica_cost.sum())
+            energy_j += float(o.node_power_w.sum()) * fork.tick_s
+            drops += float(o.drops.sum())
+        return {
+            "objective": objective,
+            "sla_violation_minutes": violation_ticks * fork.tick_s / 60.0,
+            "cost": cost,
+            "energy_kwh": energy_j / 3.6e6,
+            "drops": drops,
+        }
+
+
+# ---------------------------------------------------------------------------------------------- choosing
+def gain(outcomes: list[dict[str, float]], baseline: list[dict[str, float]], key: str = "objective") -> tuple[float, float]:
+    """Mean and spread (standard deviation over the futures) of ``outcomes - baseline`` for ``key``."""
+    diffs = np.array([a[key] - b[key] for a, b in zip(outcomes, baseline, strict=True)])
+    return float(diffs.mean()), float(diffs.std())
+
+
+def verify(candidates: Sequence[Candidate], twin: Twin) -> list[Candidate]:
+    """Run every distinct candidate in the twin (the status quo once); the candidates with their outcomes."""
+    twin.status_quo()
+    kept = distinct(candidates)
+    for candidate in kept:
+        if not candidate.outcomes:
+            candidate.outcomes = twin.outcomes(candidate.plan)
+    return kept
+
+
+Outcomes = list[dict[str, float]]
+
+
+def select(candidates: Sequence[Candidate], status_quo: Outcomes, min_gain: float = 0.0) -> tuple[Candidate | None, dict[str, str]]:
+    """The candidate to apply (None: the status quo stays) and a verdict per candidate name."""
+    verdicts: dict[str, str] = {}
+    eligible: list[Candidate] = []
+    for candidate in candidates:
+        mean, spread = gain(candidate.outcomes, status_quo)
+        if mean > max(spread, min_gain):
+            eligible.append(candidate)
+            verdicts[candidate.name] = f"gains {mean:+.2f} ± {spread:.2f} on the objective"
+        elif mean > 0:
+            verdicts[candidate.name] = f"gains {mean:+.2f} ± {spread:.2f} on the objective: not more than its spread"
+        else:
+            verdicts[candidate.name] = f"worse than the status quo ({mean:+.2f} ± {spread:.2f} on the objective)"
+    best = max(eligible, key=lambda c: gain(c.outcomes, status_quo)[0], default=None)
+    if best is not None and (best.plan.low_risk or best.plan.high_risk):
+        best = _without_useless_actions(best, eligible, verdicts)
+    for candidate in eligible:
+        if best is not None and candidate is not best:
+            verdicts[candidate.name] += f", less than {best.name}"
+    if best is not None:
+        verdicts[best.name] = f"chosen: {verdicts[best.name]}"
+    return best, verdicts
+
+
+def _without_useless_actions(best: Candidate, eligible: Sequence[Candidate], verdicts: dict[str, str]) -> Candidate:
+    """``best`` itself, or the eligible candidate with its weights and no actions when the actions gain no more than
+    their spread over it."""
+    bare = next((c for c in eligible if c.plan.weights == best.plan.weights and not c.plan.low_risk and not c.plan.high_risk), None)
+    if bare is None or best.plan.weights is None:
+        return best
+    mean, spread = gain(best.outcomes, bare.outcomes)
+    if mean > spread:
+        return best
+    verdicts[best.name] += f"; its actions add only {mean:+.2f} ± {spread:.2f} over {bare.name}, so they are not proposed"
+    return bare
+
+
+def record(
+    candidates: Sequence[Candidate], status_quo: Outcomes, chosen: Candidate | None, verdicts: dict[str, str], twin: Twin
+) -> dict[str, Any]:
+    """The verification as the decision log keeps it (JSON: see the console's Approvals and Decisions pages)."""
+    baseline = _means(status_quo)
+    rows = []
+    for c in candidates:
+        delta, spread = {}, {}
+        for key in OUTCOME_KEYS:
+            delta[key], spread[key] = gain(c.outcomes, status_quo, key)
+        rows.append({
+            "name": c.name, "planner": c.proposal.planner, "weights": c.plan.weights, "expires_in_s": c.plan.expires_in_s,
+            "actions": [{"name": a["name"], "arguments": a["arguments"]} for a in c.plan.low_risk + c.plan.high_risk],
+            "predicted": _means(c.outcomes), "delta": delta, "spread": spread, "verdict": verdicts.get(c.name, ""),
+        })  # fmt: skip
+    return {
+        "horizon_s": twin.horizon_s,
+        "futures": len(twin.futures),
+        "objective_weights": twin.objective_weights.as_dict(),
+        "status_quo": baseline,
+        "candidates": rows,
+        "chosen": chosen.name if chosen is not None else None,
+        "reason": reason(chosen, candidates, status_quo, twin),
+        "realized": None,
+    }
+
+
+def reason(chosen: Candidate | None, candidates: Sequence[Candidate], status_quo: list[dict[str, float]], twin: Twin) -> str:
+    """One sentence: what was chosen and the numbers that drove it."""
+    futures = f"{len(twin.futures)} futures forecast from the past"
+    head = f"Verified {len(candidates)} candidate(s) in the twin over {twin.horizon_s:.0f} s ({futures})"
+    before = _means(status_quo)
+    if chosen is None:
+        return f"{head}: none beats the status quo by more than its spread, so nothing changes."
+    after = _means(chosen.outcomes)
+    mean, spread = gain(chosen.outcomes, status_quo)
+    return (
+        f"{head}: chose {chosen.name}, objective {mean:+.2f} ± {spread:.2f} over the status quo, "
+        f"violation minutes {before['sla_violation_minutes']:.2f} -> {after['sla_violation_minutes']:.2f}, "
+        f"cost {before['cost']:.3f} -> {after['cost']:.3f} $."
+    )
+
+
+def _means(outcomes: list[dict[str, float]]) -> dict[str, float]:
+    return {key: float(np.mean([o[key] for o in outcomes])) for key in OUTCOME_KEYS}
