@@ -1,7 +1,9 @@
 """Manager latency benchmark: ``python -m manager.bench [--json]``. Run by hand, recorded in BENCHMARKS.md. Times one
 incident from the detectors' anomaly to applied reward weights through the whole graph with the rule planner (with
 the SQLite decision log and without), the graph's own overhead (each run minus the time spent inside its nodes), and
-the floor under that overhead: the same graph, checkpointer and path with nodes that do nothing."""
+the floor under that overhead: the same graph, checkpointer and path with nodes that do nothing. ``--verify N`` also
+times N verified incidents (manager.verify: K candidates and the status quo in the twin) on a ``--nodes``-node
+cluster under the MARL controller, the cost of "propose, verify, then act"."""
 
 from __future__ import annotations
 
@@ -131,12 +133,54 @@ def measure_llm(proposals: int) -> dict[str, Any]:
         server.wait(timeout=30)
 
 
+def measure_verified(incidents: int, nodes: int, candidates: int, controller: str = "marl") -> dict[str, Any]:
+    """Seconds per verified incident (the whole graph with the rule planner and its K candidates in the twin) on the
+    simulators.bench cluster of ``nodes`` nodes, after 200 warm-up ticks; incidents a few ticks apart."""
+    from local_agents.registry import make_controller
+    from manager.verify import Twin, VerifySettings
+    from simulators.bench import bench_scenario
+    from simulators.rewards import RewardWeights
+    from simulators.scenarios import compile_scenario
+
+    cluster = compile_scenario(bench_scenario(nodes, ticks=200 + 10 * incidents + 400)).make_cluster()
+    local = make_controller(controller)
+    local.reset(cluster)
+    for _ in range(200):
+        local.act(cluster).apply(cluster)
+    settings = VerifySettings(candidates=candidates)
+    context = ManagerContext(
+        planner=RulePlanner(), actuator=SimActuator(cluster), twin=lambda: Twin(cluster, local, RewardWeights(), settings), verify=settings
+    )
+    graph = build_graph(context)
+    seconds, verified = [], []
+    for k in range(incidents):
+        for _ in range(10):
+            local.act(cluster).apply(cluster)
+        start = time.perf_counter()
+        result = graph.invoke(_incident_input(cluster, k, ""), {"configurable": {"thread_id": f"v-{k}"}}, output_keys=RESULT_KEYS)
+        seconds.append(time.perf_counter() - start)
+        verified.append(len(result["verification"]["candidates"]))
+    return {
+        "nodes": nodes,
+        "controller": controller,
+        "candidates_asked": candidates,
+        "candidates_verified_mean": round(statistics.mean(verified), 2),
+        "horizon_s": settings.horizon_s,
+        "futures": settings.futures,
+        "seconds_per_incident_mean": round(statistics.mean(seconds), 3),
+        "seconds_per_incident_max": round(max(seconds), 3),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Manager latency: anomaly to applied weights through the graph (rule planner).")
     parser.add_argument("--runs", type=int, default=200, help="incidents timed (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--llm", type=int, default=0, metavar="N", help="also time N proposals of the local LLM (llama.cpp + SmolLM2)")
     parser.add_argument("--cpu", type=int, default=None, help="pin the benchmark to this CPU core, as `ama run --cpu` pins the runtime")
+    parser.add_argument("--verify", type=int, default=0, metavar="N", help="also time N verified incidents (K candidates in the twin)")
+    parser.add_argument("--nodes", type=int, default=50, help="cluster size for --verify (default: %(default)s)")
+    parser.add_argument("--candidates", type=int, default=8, metavar="K", help="candidates per incident, --verify (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.cpu is not None:
         try:
@@ -162,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
         report["rule_planner_alone_ms"] = round((time.perf_counter() - start) / args.runs * 1000, 3)
     if args.llm:
         report["local_llm"] = measure_llm(args.llm)
+    if args.verify:
+        report["verified_incident"] = measure_verified(args.verify, args.nodes, args.candidates)
     if args.json:
         print(json.dumps(report))
         return

@@ -4,7 +4,7 @@ verification record the decision log keeps on the incident's ``verify`` row and 
 
 For each incident the planner's proposal is one of up to K candidates (``candidate_proposals``): the planner's own,
 the rule playbook's answer when the planner is the LLM, and neighbours of them (the weight change halved and doubled,
-with and without its actions, and two generic stances: protect the SLA, save cost). The guard clips each one. A
+with and without its actions, and three generic stances: protect the SLA, save cost, avoid churn). The guard clips each one. A
 ``Twin`` (the simulator forked from the current state, manager.whatif's past-only fork) runs each distinct guarded
 plan and the status quo over ``horizon_s`` on ``futures`` arrival futures forecast from the observed past, the same
 futures for every plan (common random numbers: the differences are what matter, and they are much less noisy than
@@ -42,7 +42,8 @@ from tools.sim_actuator import SimActuator
 OUTCOME_KEYS = ("objective", "sla_violation_minutes", "cost", "energy_kwh", "drops")
 """What the twin predicts for each plan over the horizon (objective: higher is better; the rest: lower is)."""
 
-STATUS_QUO = "status quo"
+Outcomes = list[dict[str, float]]
+"""One outcome (OUTCOME_KEYS) per sampled future."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class VerifySettings:
     """Arrival futures sampled from the past per plan (the same ones for every plan)."""
     min_gain: float = 0.0
     """Smallest mean objective gain over the status quo worth acting on (on top of the spread)."""
+    finalists: int = 3
+    """With more candidates than this, all run half the horizon and only this many of the best run to its end."""
     seed: int = 0
 
 
@@ -64,14 +67,17 @@ class Candidate:
     name: str
     proposal: Proposal
     plan: GuardedPlan
-    outcomes: list[dict[str, float]] = field(default_factory=list)
-    """One per future, OUTCOME_KEYS each."""
+    outcomes: Outcomes = field(default_factory=list)
+    baseline: Outcomes | None = None
+    """The status quo's outcomes over the same ticks when they are not the whole horizon's (a screened candidate)."""
+    screened_s: float | None = None
+    """Set when the candidate was screened out after this many simulated seconds (it ran no further)."""
 
 
 # ---------------------------------------------------------------------------------------------- candidates
 def candidate_proposals(planned: Proposal, rule: Proposal | None, weights: RewardWeights, k: int) -> list[tuple[str, Proposal]]:
     """Up to ``k`` named proposals: the planner's own first, the rule's when it is another planner's, then
-    neighbours of each and the two stances. Duplicates are left for ``distinct`` to drop after the guard."""
+    neighbours of each and three stances. Duplicates are left for ``distinct`` to drop after the guard."""
     seeds = [(planned.planner, planned)]
     if rule is not None and planned.planner != "rule":
         seeds.append(("rule", rule))
@@ -87,6 +93,7 @@ def candidate_proposals(planned: Proposal, rule: Proposal | None, weights: Rewar
     stances = {
         "protect the SLA": {"sla": current["sla"] + 0.2, "latency": current["latency"] + 0.1, "cost": max(current["cost"] - 0.05, 0.0)},
         "save cost": {"cost": current["cost"] + 0.15, "utilization": current["utilization"] + 0.05, "sla": max(current["sla"] - 0.05, 0.0)},
+        "avoid churn": {"churn": current["churn"] + 0.1, "utilization": max(current["utilization"] - 0.05, 0.0)},
     }
     for name, values in stances.items():
         named.append((name, Proposal(weights=values, expires_in_s=600.0, explanation=f"{name}: {_moves(current, values)} for 10 min",
@@ -120,8 +127,7 @@ def distinct(candidates: Sequence[Candidate]) -> list[Candidate]:
         plan = candidate.plan
         if plan.weights is None and not plan.low_risk and not plan.high_risk:
             continue  # the status quo itself
-        calls = [(c["name"], sorted(c["arguments"].items())) for c in plan.low_risk + plan.high_risk]
-        key = repr((sorted((plan.weights or {}).items()), calls))
+        key = plan_key(plan)
         if key not in seen:
             seen.add(key)
             kept.append(candidate)
@@ -129,34 +135,53 @@ def distinct(candidates: Sequence[Candidate]) -> list[Candidate]:
 
 
 # ---------------------------------------------------------------------------------------------- the twin
+@dataclass
+class _Run:
+    """One plan on one future, resumable: the fork, its controller and the running totals."""
+
+    fork: Cluster
+    local: Controller
+    terms: np.ndarray
+    ticks: int = 0
+    objective: float = 0.0
+    cost: float = 0.0
+    energy_j: float = 0.0
+    drops: float = 0.0
+    violation_ticks: int = 0
+
+
 class Twin:
     """The cluster and its local controller forked now, with ``futures`` arrival futures forecast from the past;
-    ``outcomes(plan)`` runs a guarded plan (its weights into the controller, its actions on the fork, as if an
-    operator approved the high-risk ones at once) and returns one outcome per future."""
+    ``outcomes(plan, ticks)`` runs a guarded plan (its weights into the controller, its actions on the fork, as if
+    an operator approved the high-risk ones at once) for ``ticks`` (the whole horizon by default) and returns one
+    outcome per future. Runs are kept and resumed: asking for more ticks of a plan continues where it stopped."""
 
     def __init__(self, cluster: Cluster, controller: Controller, objective: RewardWeights, settings: VerifySettings) -> None:
         self.ticks = max(1, min(round(settings.horizon_s / cluster.tick_s), cluster.horizon - cluster.t))
+        self.tick_s = cluster.tick_s
         self.horizon_s = self.ticks * cluster.tick_s
         self.objective_weights = objective
         self.objective = objective.as_array()
-        self.cluster, self.controller, self.settings = cluster, controller, settings
+        self.controller, self.settings = controller, settings
         rng = np.random.default_rng([settings.seed, cluster.t])
         past, work = cluster.workload.arrivals[: cluster.t], cluster.workload.work_scale[: cluster.t]  # type: ignore[index]
         if work.shape[0] == 0:
             work = np.ones((1, past.shape[1]))
         self.futures = [cluster.twin(*sample_future(past, work, self.ticks, cluster.tick_s, rng)) for _ in range(settings.futures)]
         self.max_price = float(cluster.base_price_per_h.max())
-        self._status_quo: list[dict[str, float]] | None = None
+        self._runs: dict[str, list[_Run]] = {}
 
-    def status_quo(self) -> list[dict[str, float]]:
-        if self._status_quo is None:
-            self._status_quo = self.outcomes(GuardedPlan())
-        return self._status_quo
+    def status_quo(self, ticks: int | None = None) -> Outcomes:
+        return self.outcomes(GuardedPlan(), ticks)
 
-    def outcomes(self, plan: GuardedPlan) -> list[dict[str, float]]:
-        return [self._run(future, plan) for future in self.futures]
+    def outcomes(self, plan: GuardedPlan, ticks: int | None = None) -> Outcomes:
+        key = plan_key(plan)
+        if key not in self._runs:
+            self._runs[key] = [self._start(future, plan) for future in self.futures]
+        target = self.ticks if ticks is None else max(1, min(ticks, self.ticks))
+        return [self._advance(run, target) for run in self._runs[key]]
 
-    def _run(self, future: Cluster, plan: GuardedPlan) -> dict[str, float]:
+    def _start(self, future: Cluster, plan: GuardedPlan) -> _Run:
         fork, local = copy.deepcopy(future), copy.deepcopy(self.controller)
         if hasattr(local, "explain"):
             local.explain = False  # type: ignore[attr-defined]  # nobody reads the twin's reasons: a third of a MARL tick
@@ -165,25 +190,35 @@ class Twin:
         actuator = SimActuator(fork)
         for k, call in enumerate([*plan.low_risk, *plan.high_risk]):
             actuator.apply(parse_call(call["name"], call["arguments"]), f"twin:{k}")
-        objective = cost = energy_j = drops = 0.0
-        violation_ticks = 0
-        terms = np.zeros((fork.n_nodes, self.objective.size))
-        for _ in range(self.ticks):
-            local.act(fork).apply(fork)
+        return _Run(fork, local, np.zeros((fork.n_nodes, self.objective.size)))
+
+    def _advance(self, run: _Run, target: int) -> dict[str, float]:
+        fork = run.fork
+        while run.ticks < target:
+            run.local.act(fork).apply(fork)
             o = fork.out
             violations, finished = float(o.violations.sum()), float(o.served.sum() + o.drops.sum())
-            violation_ticks += finished > 0 and violations / finished > VIOLATION_MINUTE_THRESHOLD
-            objective += float(cluster_terms(fork, reward_terms(fork, self.max_price, into=terms)) @ self.objective)
-            cost += float(o.replica_cost.sum())
-            energy_j += float(o.node_power_w.sum()) * fork.tick_s
-            drops += float(o.drops.sum())
+            run.violation_ticks += finished > 0 and violations / finished > VIOLATION_MINUTE_THRESHOLD
+            run.objective += float(cluster_terms(fork, reward_terms(fork, self.max_price, into=run.terms)) @ self.objective)
+            run.cost += float(o.replica_cost.sum())
+            run.energy_j += float(o.node_power_w.sum()) * fork.tick_s
+            run.drops += float(o.drops.sum())
+            run.ticks += 1
+        if run.ticks > target:
+            raise ValueError(f"a twin run is {run.ticks} ticks in; it cannot report {target}")
         return {
-            "objective": objective,
-            "sla_violation_minutes": violation_ticks * fork.tick_s / 60.0,
-            "cost": cost,
-            "energy_kwh": energy_j / 3.6e6,
-            "drops": drops,
+            "objective": run.objective,
+            "sla_violation_minutes": run.violation_ticks * fork.tick_s / 60.0,
+            "cost": run.cost,
+            "energy_kwh": run.energy_j / 3.6e6,
+            "drops": run.drops,
         }
+
+
+def plan_key(plan: GuardedPlan) -> str:
+    """What makes two guarded plans the same in the twin: their weights and their calls."""
+    calls = [(c["name"], sorted(c["arguments"].items())) for c in plan.low_risk + plan.high_risk]
+    return repr((sorted((plan.weights or {}).items()), calls))
 
 
 # ---------------------------------------------------------------------------------------------- choosing
@@ -193,17 +228,30 @@ def gain(outcomes: list[dict[str, float]], baseline: list[dict[str, float]], key
     return float(diffs.mean()), float(diffs.std())
 
 
-def verify(candidates: Sequence[Candidate], twin: Twin) -> list[Candidate]:
-    """Run every distinct candidate in the twin (the status quo once); the candidates with their outcomes."""
-    twin.status_quo()
+def verify(candidates: Sequence[Candidate], twin: Twin, finalists: int | None = None) -> list[Candidate]:
+    """Run every distinct candidate in the twin; the candidates with their outcomes. With more than ``finalists``
+    (VerifySettings.finalists), all first run the first half of the horizon and only the best ``finalists`` by their
+    gain so far run on to its end (successive halving: the rest keep their half-horizon outcomes, ``screened_s``,
+    and are not chosen)."""
+    finalists = twin.settings.finalists if finalists is None else finalists
     kept = distinct(candidates)
-    for candidate in kept:
-        if not candidate.outcomes:
-            candidate.outcomes = twin.outcomes(candidate.plan)
+    fresh = [c for c in kept if not c.outcomes]
+    if 0 < finalists < len(fresh):
+        screen = max(1, twin.ticks // 2)
+        baseline = twin.status_quo(screen)
+        for candidate in fresh:
+            candidate.outcomes, candidate.baseline = twin.outcomes(candidate.plan, screen), baseline
+        fresh.sort(key=lambda c: gain(c.outcomes, baseline)[0], reverse=True)
+        finals = fresh[:finalists]
+        finals += [bare for c in finals if (bare := _bare(c, fresh)) is not None and bare not in finals]  # to judge the actions
+        for candidate in fresh:
+            if candidate not in finals:
+                candidate.screened_s = screen * twin.tick_s
+    for candidate in fresh:
+        if candidate.screened_s is None:
+            candidate.outcomes, candidate.baseline = twin.outcomes(candidate.plan), None
+    twin.status_quo()
     return kept
-
-
-Outcomes = list[dict[str, float]]
 
 
 def select(candidates: Sequence[Candidate], status_quo: Outcomes, min_gain: float = 0.0) -> tuple[Candidate | None, dict[str, str]]:
@@ -211,7 +259,10 @@ def select(candidates: Sequence[Candidate], status_quo: Outcomes, min_gain: floa
     verdicts: dict[str, str] = {}
     eligible: list[Candidate] = []
     for candidate in candidates:
-        mean, spread = gain(candidate.outcomes, status_quo)
+        mean, spread = gain(candidate.outcomes, candidate.baseline or status_quo)
+        if candidate.screened_s is not None:
+            verdicts[candidate.name] = f"screened out after {candidate.screened_s:.0f} s (gain {mean:+.2f} ± {spread:.2f} by then)"
+            continue
         if mean > max(spread, min_gain):
             eligible.append(candidate)
             verdicts[candidate.name] = f"gains {mean:+.2f} ± {spread:.2f} on the objective"
@@ -230,11 +281,19 @@ def select(candidates: Sequence[Candidate], status_quo: Outcomes, min_gain: floa
     return best, verdicts
 
 
+def _bare(candidate: Candidate, among: Sequence[Candidate]) -> Candidate | None:
+    """The candidate among ``among`` with ``candidate``'s weights and no actions (None when it has none, or is one)."""
+    plan = candidate.plan
+    if plan.weights is None or not (plan.low_risk or plan.high_risk):
+        return None
+    return next((c for c in among if c.plan.weights == plan.weights and not c.plan.low_risk and not c.plan.high_risk), None)
+
+
 def _without_useless_actions(best: Candidate, eligible: Sequence[Candidate], verdicts: dict[str, str]) -> Candidate:
     """``best`` itself, or the eligible candidate with its weights and no actions when the actions gain no more than
     their spread over it."""
-    bare = next((c for c in eligible if c.plan.weights == best.plan.weights and not c.plan.low_risk and not c.plan.high_risk), None)
-    if bare is None or best.plan.weights is None:
+    bare = _bare(best, eligible)
+    if bare is None:
         return best
     mean, spread = gain(best.outcomes, bare.outcomes)
     if mean > spread:
@@ -252,11 +311,12 @@ def record(
     for c in candidates:
         delta, spread = {}, {}
         for key in OUTCOME_KEYS:
-            delta[key], spread[key] = gain(c.outcomes, status_quo, key)
+            delta[key], spread[key] = gain(c.outcomes, c.baseline or status_quo, key)
         rows.append({
             "name": c.name, "planner": c.proposal.planner, "weights": c.plan.weights, "expires_in_s": c.plan.expires_in_s,
             "actions": [{"name": a["name"], "arguments": a["arguments"]} for a in c.plan.low_risk + c.plan.high_risk],
             "predicted": _means(c.outcomes), "delta": delta, "spread": spread, "verdict": verdicts.get(c.name, ""),
+            "horizon_s": c.screened_s if c.screened_s is not None else twin.horizon_s,
         })  # fmt: skip
     return {
         "horizon_s": twin.horizon_s,

@@ -1,0 +1,135 @@
+"""Propose, verify, then act: the twin's outcomes do not depend on the scenario's future; a candidate whose outcome
+is worse than the status quo is never applied, and with a planner that only proposes harm the run equals "manager
+off"; a gain within the futures' spread changes nothing; an action that adds nothing over its weights is dropped;
+the verify row keeps every candidate, and the realized outcome is added to it after the horizon."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from local_agents.registry import make_controller
+from manager.loop import Runtime, RuntimeSettings
+from manager.state import Diagnosis, GuardedPlan, Proposal
+from manager.verify import Candidate, Twin, VerifySettings, candidate_proposals, select
+from simulators.rewards import RewardWeights
+from simulators.scenarios import load_scenario
+from tests.spike import spike_scenario
+from tools.decision_log import DecisionLog
+
+
+class HarmfulPlanner:
+    """Stands in for a bad LLM: every answer tells the agents to care for nothing but cost and churn."""
+
+    name = "harmful"
+
+    def plan(self, diagnosis: Diagnosis, weights: RewardWeights, reward_stats: dict, snapshot: dict) -> Proposal:
+        return Proposal(weights={"sla": 0.0, "latency": 0.0, "cost": 1.0, "churn": 1.0}, expires_in_s=600, explanation="save at all costs",
+                        planner="llm")  # fmt: skip
+
+
+def run(tmp_path: Path, manager: str, planner: object | None = None, candidates: int = 8, name: str = "a") -> tuple[dict, DecisionLog]:
+    folder = tmp_path / name
+    folder.mkdir()
+    log = DecisionLog(f"sqlite:///{folder / 'log.db'}")
+    settings = RuntimeSettings(
+        scenario=spike_scenario(folder), controller="marl", manager=manager, checkpoints=folder / "c.db", auto_approve="op",
+        verify=VerifySettings(candidates=candidates),
+    )  # fmt: skip
+    runtime = Runtime(settings, log, planner=planner)  # type: ignore[arg-type]
+    return runtime.run(), log
+
+
+def test_the_twin_does_not_read_the_future(tmp_path: Path) -> None:
+    path = spike_scenario(tmp_path)
+    outcomes = []
+    for future_factor in (1.0, 20.0):  # the same past, two different futures
+        cluster = load_scenario(path).make_cluster()
+        controller = make_controller("marl")
+        controller.reset(cluster)
+        for _ in range(60):
+            controller.act(cluster).apply(cluster)
+        cluster.workload.arrivals[cluster.t :] *= future_factor
+        twin = Twin(cluster, controller, RewardWeights(), VerifySettings(horizon_s=60, futures=2))
+        outcomes.append(twin.status_quo())
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0]["cost"] > 0 and outcomes[0][0] != outcomes[0][1]  # it ran, and the two futures differ
+
+
+def test_a_harmful_planner_changes_nothing_and_the_run_equals_manager_off(tmp_path: Path) -> None:
+    verified, log = run(tmp_path, "llm", HarmfulPlanner(), candidates=1, name="verified")
+    off, _ = run(tmp_path, "off", name="off")
+    rows = log.decisions(actor="manager", limit=1000)
+    checks = [json.loads(r.result_json or "{}")["verification"] for r in rows if r.action == "verify"]
+    assert checks and all(c["chosen"] is None for c in checks)
+    assert all(c["candidates"][0]["delta"]["objective"] < 0 for c in checks)  # the twin saw the harm
+    assert not [r for r in rows if r.action == "set_reward_weights"]
+    for key in ("sla_violation_minutes", "cost", "energy_kwh", "requests", "ok_requests", "drops", "scale_moves"):
+        assert verified[key] == off[key], key
+
+
+def test_without_verification_the_harmful_plan_is_applied(tmp_path: Path) -> None:
+    """The control for the test above: the same planner, unverified, changes the weights and costs SLA."""
+    unverified, log = run(tmp_path, "llm", HarmfulPlanner(), candidates=0, name="unverified")
+    off, _ = run(tmp_path, "off", name="off")
+    assert [r for r in log.decisions(actor="manager", limit=1000) if r.action == "set_reward_weights"]
+    assert unverified["sla_violation_minutes"] != off["sla_violation_minutes"] or unverified["cost"] != off["cost"]
+
+
+def test_verified_runs_keep_every_candidate_and_the_realized_outcome(tmp_path: Path) -> None:
+    summary, log = run(tmp_path, "rule")
+    rows = log.decisions(actor="manager", limit=1000)
+    (first, *_) = sorted((r for r in rows if r.action == "verify"), key=lambda r: r.tick)
+    verification = json.loads(first.result_json or "{}")["verification"]
+    names = [c["name"] for c in verification["candidates"]]
+    assert names[0] == "rule" and "protect the SLA" in names and len(names) == len(set(names)) > 3
+    assert all(name in first.explanation for name in names)  # the explanation weighs each one
+    chosen = [c for c in verification["candidates"] if c["verdict"].startswith("chosen")]
+    assert [c["name"] for c in chosen] == ([verification["chosen"]] if verification["chosen"] else [])
+    realized = verification["realized"]
+    assert realized is not None and realized["at_s"] == first.time_s + verification["horizon_s"]
+    check = next(c for c in summary["twin_checks"] if c["incident"] == first.incident_id)
+    assert check["realized"]["cost"] == realized["cost"] > 0
+    proposals = [r for r in rows if r.risk == "high"]
+    for row in proposals:  # an operator sees the candidates beside each proposal
+        assert json.loads(row.result_json or "{}")["verification"]["chosen"] is not None
+
+
+def outcomes(*objectives: float) -> list[dict[str, float]]:
+    return [{"objective": o, "sla_violation_minutes": 0.0, "cost": 0.0, "energy_kwh": 0.0, "drops": 0.0} for o in objectives]
+
+
+def candidate(name: str, objectives: tuple[float, ...], weights: dict | None = None, actions: bool = False) -> Candidate:
+    calls = [{"name": "add_nodes", "arguments": {"count": 1, "tier": "cloud"}, "explanation": "", "risk_reason": ""}] if actions else []
+    plan = GuardedPlan(weights=weights, high_risk=calls)
+    return Candidate(name, Proposal(weights={}, explanation=name), plan, outcomes(*objectives))
+
+
+def test_select_needs_a_gain_beyond_the_spread_and_drops_actions_that_add_nothing() -> None:
+    status_quo = outcomes(0.0, 0.0, 0.0)
+    noisy = candidate("noisy", (3.0, -2.0, 0.5))  # mean +0.5, spread 2.1
+    chosen, verdicts = select([noisy], status_quo)
+    assert chosen is None and "not more than its spread" in verdicts["noisy"]
+    weights = {"sla": 0.6}
+    bare = candidate("weights only", (1.0, 1.1, 0.9), weights)
+    with_nodes = candidate("with nodes", (1.1, 1.0, 0.95), weights, actions=True)  # +0.02 ± 0.08 over bare: within its spread
+    worse = candidate("worse", (-1.0, -1.0, -1.0), {"sla": 0.1})
+    chosen, verdicts = select([with_nodes, bare, worse], status_quo)
+    assert chosen is bare and "not proposed" in verdicts["with nodes"] and verdicts["weights only"].startswith("chosen")
+    assert verdicts["worse"].startswith("worse than the status quo")
+    useful = candidate("useful nodes", (3.0, 3.2, 2.9), weights, actions=True)
+    chosen, _ = select([useful, bare], status_quo)
+    assert chosen is useful
+
+
+def test_candidates_are_the_planners_answer_and_its_neighbours() -> None:
+    weights = RewardWeights()
+    rule = Proposal(weights={"sla": 0.6}, actions=[{"name": "add_nodes", "arguments": {"count": 1, "tier": "cloud"}}], explanation="r")
+    llm = Proposal(weights={"cost": 0.3}, explanation="l", planner="llm")
+    named = dict(candidate_proposals(llm, rule, weights, 8))
+    assert list(named)[:2] == ["llm", "rule"] and len(named) == 8
+    assert np.isclose(named["llm, half the change"].weights["cost"], 0.225)
+    assert named["rule, weights only"].actions == [] and named["rule, weights only"].weights == {"sla": 0.6}
+    assert list(dict(candidate_proposals(rule, None, weights, 3))) == ["rule", "rule, weights only", "rule, half the change"]
