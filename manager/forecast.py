@@ -1,4 +1,4 @@
-"""Arrival forecasts from the observed past only. Called by manager.whatif, whose digital twin (the simulator forked
+"""Arrival forecasts from the observed past only. Called by manager.whatif and manager.verify, whose digital twin (the simulator forked
 from the current state) must not read the scenario's future arrivals, which a real cluster does not have; feeds the
 twin one sampled future per call.
 
@@ -42,3 +42,20 @@ def sample_future(
     future = np.round(draws * level[None, :])
     work = np.repeat(past_work_scale[-1:], ticks, axis=0)
     return future, work
+
+
+def outlook(
+    past_arrivals: np.ndarray, tick_s: float, services: list[str], settings: ForecastSettings | None = None
+) -> dict[str, dict[str, float]]:
+    """What the forecast rests on, per service, in req/s: the level it is scaled to (the last ``level_s``) and the
+    10th and 90th percentile of the ``window_s`` it draws from. Fed to the LLM planner's prompt by the runtime."""
+    s = settings or ForecastSettings()
+    if past_arrivals.shape[0] == 0:
+        return {}
+    window = past_arrivals[-max(1, round(s.window_s / tick_s)) :] / tick_s
+    recent = past_arrivals[-max(1, round(s.level_s / tick_s)) :] / tick_s
+    low, high = np.quantile(window, 0.1, axis=0), np.quantile(window, 0.9, axis=0)
+    return {
+        name: {"level_rps": round(float(recent[:, j].mean()), 2), "low_rps": round(float(low[j]), 2), "high_rps": round(float(high[j]), 2)}
+        for j, name in enumerate(services)
+    }

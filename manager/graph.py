@@ -234,24 +234,7 @@ class _Nodes:
         return {"anomalies": [a for a in state.get("anomalies", []) if a.get("type") in PRIORITY]}
 
     def diagnose(self, state: ManagerState) -> dict[str, Any]:
-        """The primary anomaly is the most urgent of the incident's own (``own``, set by the runtime; all count as
-        its own when none is marked): another incident already answers the rest, which are context."""
-        anomalies = sorted(state["anomalies"], key=lambda a: priority(a["type"]))
-        own = [a for a in anomalies if a.get("own", True)] or anomalies
-        anomalies = own + [a for a in anomalies if a not in own]
-        primary = own[0]["type"]
-        targets = sorted({a["target"] for a in own if a["type"] == primary})
-        snapshot = state.get("snapshot") or {}
-        summary = "; ".join(a["evidence"] for a in anomalies)
-        diagnosis = Diagnosis(
-            incident_id=state["incident_id"],
-            primary=primary,
-            targets=targets,
-            anomalies=anomalies,
-            summary=f"{primary.replace('_', ' ')} on {', '.join(targets)}: {summary}"[:2000],
-            violation_rate=float(snapshot.get("violation_rate", 0.0)),
-            cost_per_h=float(snapshot.get("cost_per_h", 0.0)),
-        )
+        diagnosis = diagnose(state["incident_id"], state["anomalies"], state.get("snapshot") or {})
         return {"diagnosis": diagnosis.model_dump(mode="json")}
 
     def plan(self, state: ManagerState) -> dict[str, Any]:
@@ -315,8 +298,8 @@ class _Nodes:
         """One refinement round (Eureka-style): a planner that can ``refine`` sees each candidate's predicted outcome
         and proposes once more; a failure is a note, never the incident's end."""
         refine = getattr(self.c.planner, "refine", None)
-        if refine is None or not candidates:
-            return []
+        if refine is None or not candidates or Proposal.model_validate(state["proposal"]).planner != self.c.planner.name:
+            return []  # a planner that cannot refine, or failed this incident already (the fallback answered)
         _, verdicts = select(candidates, twin.status_quo())
         table = verification_record(candidates, twin.status_quo(), None, verdicts, twin)
         args = (Diagnosis.model_validate(state["diagnosis"]), weights, state.get("reward_stats") or {}, state.get("snapshot") or {})
@@ -477,6 +460,27 @@ def invoke_incident(
     config = {"configurable": {"thread_id": incident_id}}
     durability = {"durability": DURABILITY} if graph.checkpointer is not None else {}
     return graph.invoke(payload, config, output_keys=RESULT_KEYS, **durability) or {}
+
+
+def diagnose(incident_id: str, anomalies: list[dict[str, Any]], snapshot: dict[str, Any]) -> Diagnosis:
+    """The diagnose node's work (also evals.planner_bench's): the primary anomaly is the most urgent of the
+    incident's own (``own``, set by the runtime; all count as its own when none is marked): another incident already
+    answers the rest, which are context."""
+    ordered = sorted(anomalies, key=lambda a: priority(a["type"]))
+    own = [a for a in ordered if a.get("own", True)] or ordered
+    ordered = own + [a for a in ordered if a not in own]
+    primary = own[0]["type"]
+    targets = sorted({a["target"] for a in own if a["type"] == primary})
+    summary = "; ".join(a["evidence"] for a in ordered)
+    return Diagnosis(
+        incident_id=incident_id,
+        primary=primary,
+        targets=targets,
+        anomalies=ordered,
+        summary=f"{primary.replace('_', ' ')} on {', '.join(targets)}: {summary}"[:2000],
+        violation_rate=float(snapshot.get("violation_rate", 0.0)),
+        cost_per_h=float(snapshot.get("cost_per_h", 0.0)),
+    )
 
 
 def one_line_error(exc: BaseException) -> str:

@@ -131,10 +131,35 @@ class LLMPlanner:
         reward_stats: Mapping[str, Mapping[str, float]] | None,
         snapshot: ClusterSnapshot | Mapping[str, Any] | None,
     ) -> Proposal:
-        messages = [
+        return self._ask(self._messages(diagnosis, weights, reward_stats, snapshot))
+
+    def refine(
+        self,
+        diagnosis: Diagnosis,
+        weights: RewardWeights | Mapping[str, float],
+        reward_stats: Mapping[str, Mapping[str, float]] | None,
+        snapshot: ClusterSnapshot | Mapping[str, Any] | None,
+        verification: Mapping[str, Any],
+    ) -> Proposal:
+        """One refinement round (manager.graph's verify node): the same request, then the twin's verdict on the
+        first candidates, and one new proposal."""
+        messages = self._messages(diagnosis, weights, reward_stats, snapshot)
+        messages.append({"role": "user", "content": prompts.refine_prompt(verification)})
+        return self._ask(messages)
+
+    def _messages(
+        self,
+        diagnosis: Diagnosis,
+        weights: RewardWeights | Mapping[str, float],
+        reward_stats: Mapping[str, Mapping[str, float]] | None,
+        snapshot: ClusterSnapshot | Mapping[str, Any] | None,
+    ) -> list[dict[str, str]]:
+        return [
             {"role": "system", "content": prompts.system_prompt()},
             {"role": "user", "content": prompts.user_prompt(diagnosis, weights, reward_stats, snapshot, CATALOG)},
         ]
+
+    def _ask(self, messages: list[dict[str, str]]) -> Proposal:
         self.last_raw = None
         content, finish_reason = self._complete(messages)
         self.last_raw = content

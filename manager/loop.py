@@ -36,6 +36,7 @@ import numpy as np
 from local_agents.registry import make_controller
 from manager import whatif
 from manager.anomalies import Anomaly, Detectors, priority
+from manager.forecast import outlook
 from manager.graph import ManagerContext, build_graph, close_graph, invoke_incident, verdicts_from_log
 from manager.guard import SloWatch, WeightSchedule
 from manager.planners import Planner, RulePlanner, reward_statistics
@@ -313,7 +314,7 @@ class Runtime:
         state = {
             "incident_id": incident,
             "run_id": self.run_id,
-            "snapshot": snapshot.to_dict(PLANNING_NODE_FIELDS),
+            "snapshot": {**snapshot.to_dict(PLANNING_NODE_FIELDS), "forecast": self._outlook()},
             "anomalies": anomalies,
             "weights": self.schedule.current.as_dict(),
             "reward_stats": reward_statistics(np.stack(self.recent_terms)) if self.recent_terms else {},
@@ -370,6 +371,10 @@ class Runtime:
                 realized_row = {**realized, "at_s": now_s, "other_changes": entry["other_changes"]}
                 with contextlib.suppress(InputError):
                     self.log.add_result(check["decision"], {"verification": {**check["verification"], "realized": realized_row}})
+
+    def _outlook(self) -> dict[str, dict[str, float]]:
+        c = self.cluster
+        return outlook(c.workload.arrivals[: c.t], c.tick_s, list(c.service_names))
 
     def _twin(self) -> Twin | None:
         """The cluster and the local controller forked now, for verification; None on the scenario's last tick."""

@@ -76,7 +76,8 @@ def user_prompt(
     """The planning request: weights, reward reflection and tools (ours), then the reported data in one telemetry block."""
     current = weights.as_dict() if isinstance(weights, RewardWeights) else dict(weights)
     data = snapshot.to_dict() if isinstance(snapshot, ClusterSnapshot) else dict(snapshot or {})
-    telemetry = "\n".join([*diagnosis_lines(diagnosis), *cluster_lines(data), *service_lines(data), *node_lines(data)])
+    lines = [*diagnosis_lines(diagnosis), *cluster_lines(data), *service_lines(data), *forecast_lines(data), *node_lines(data)]
+    telemetry = "\n".join(lines)
     sections = [
         "Current reward weights: " + " ".join(f"{name} {current.get(name, 0.0):.2f}" for name in REWARD_COMPONENTS),
         "\n".join(reflection_lines(reward_stats or {}, current)),
@@ -85,6 +86,42 @@ def user_prompt(
         "Propose new reward weights (and actions only if needed) as one JSON object matching the schema.",
     ]
     return "\n\n".join(sections)
+
+
+def forecast_lines(data: Mapping[str, Any]) -> list[str]:
+    """The arrival forecast the twin uses (manager.forecast.outlook: from the observed past only), per service."""
+    outlook = data.get("forecast")
+    if not isinstance(outlook, Mapping) or not outlook:
+        return []
+    lines = ["forecast (from the past only: the last 30 s level, the last 120 s range):"]
+    for name, f in list(outlook.items())[:MAX_SERVICES]:
+        if isinstance(f, Mapping):
+            lines.append(f"- {clean(name, 60)}: {_num(f.get('level_rps')):.1f} req/s now, {_num(f.get('low_rps')):.1f} to "
+                         f"{_num(f.get('high_rps')):.1f} req/s (p10-p90) over the last 120 s")  # fmt: skip
+    return lines
+
+
+def refine_prompt(verification: Mapping[str, Any]) -> str:
+    """The second round (Eureka-style reflection on outcomes): what the twin predicted for each first candidate,
+    and the request for one better one."""
+    base = verification.get("status_quo") or {}
+    lines = [
+        f"A digital twin ran your plan and its neighbours for {_num(verification.get('horizon_s')):.0f} s on "
+        f"{int(_num(verification.get('futures')))} futures forecast from the past. Objective: the team reward under the "
+        "operator's weights, higher is better.",
+        f"status quo: objective {_num(base.get('objective')):.2f}, violation minutes {_num(base.get('sla_violation_minutes')):.2f}, "
+        f"cost {_num(base.get('cost')):.3f} $",
+    ]
+    for c in list(verification.get("candidates") or [])[:12]:
+        d, spread = c.get("delta") or {}, c.get("spread") or {}
+        weights = " ".join(f"{k} {_num(v):.2f}" for k, v in (c.get("weights") or {}).items())
+        lines.append(
+            f"- {clean(c.get('name'), 60)} (weights {weights or 'unchanged'}; {len(c.get('actions') or [])} action(s)): objective "
+            f"{_num(d.get('objective')):+.2f} ± {_num(spread.get('objective')):.2f}, violation minutes "
+            f"{_num(d.get('sla_violation_minutes')):+.2f}, cost {_num(d.get('cost')):+.3f} $"
+        )
+    lines.append("Propose one new plan that should beat the best of these, as one JSON object matching the schema.")
+    return "\n".join(lines)
 
 
 def clean(value: Any, limit: int = MAX_TEXT) -> str:

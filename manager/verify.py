@@ -2,9 +2,10 @@
 cluster and local controller) and by evals.planner_bench; feeds the graph the plan it applies (or none) and the
 verification record the decision log keeps on the incident's ``verify`` row and on each high-risk proposal.
 
-For each incident the planner's proposal is one of up to K candidates (``candidate_proposals``): the planner's own,
-the rule playbook's answer when the planner is the LLM, and neighbours of them (the weight change halved and doubled,
-with and without its actions, and three generic stances: protect the SLA, save cost, avoid churn). The guard clips each one. A
+For each incident the planner's proposal is one of up to K candidates (``candidate_proposals``): the planner's own
+and neighbours of it (the weight change halved and doubled, with and without its actions) and three generic stances
+(protect the SLA, save cost, avoid churn); under the LLM planner, its answer on top of the rule's K, and one refined
+answer after it has seen the twin's verdicts (manager.graph). The guard clips each one. A
 ``Twin`` (the simulator forked from the current state, manager.whatif's past-only fork) runs each distinct guarded
 plan and the status quo over ``horizon_s`` on ``futures`` arrival futures forecast from the observed past, the same
 futures for every plan (common random numbers: the differences are what matter, and they are much less noisy than
@@ -76,28 +77,29 @@ class Candidate:
 
 # ---------------------------------------------------------------------------------------------- candidates
 def candidate_proposals(planned: Proposal, rule: Proposal | None, weights: RewardWeights, k: int) -> list[tuple[str, Proposal]]:
-    """Up to ``k`` named proposals: the planner's own first, the rule's when it is another planner's, then
-    neighbours of each and three stances. Duplicates are left for ``distinct`` to drop after the guard."""
-    seeds = [(planned.planner, planned)]
+    """Named proposals: the planner's own first, then neighbours of it and the three stances, ``k`` in all. Under
+    another planner (the LLM), its own answer comes on top of the rule's ``k`` (the rule's answer, its neighbours
+    and the stances), so what the LLM adds can only widen the choice the rule manager has. Duplicates are left for
+    ``distinct`` to drop after the guard."""
     if rule is not None and planned.planner != "rule":
-        seeds.append(("rule", rule))
-    named: list[tuple[str, Proposal]] = list(seeds)
-    for name, proposal in seeds:
-        if proposal.actions and proposal.weights:
-            named.append((f"{name}, weights only", proposal.model_copy(update={"actions": []})))
-        named.append((f"{name}, half the change", _scaled(proposal, weights, 0.5)))
-        named.append((f"{name}, twice the change", _scaled(proposal, weights, 2.0)))
-        if proposal.actions and proposal.weights:
-            named.append((f"{name}, actions only", proposal.model_copy(update={"weights": {}})))
+        return [(planned.planner, planned), *candidate_proposals(rule, None, weights, k)]
+    name = planned.planner
+    named: list[tuple[str, Proposal]] = [(name, planned)]
+    if planned.actions and planned.weights:
+        named.append((f"{name}, weights only", planned.model_copy(update={"actions": []})))
+    named.append((f"{name}, half the change", _scaled(planned, weights, 0.5)))
+    named.append((f"{name}, twice the change", _scaled(planned, weights, 2.0)))
+    if planned.actions and planned.weights:
+        named.append((f"{name}, actions only", planned.model_copy(update={"weights": {}})))
     current = weights.as_dict()
     stances = {
         "protect the SLA": {"sla": current["sla"] + 0.2, "latency": current["latency"] + 0.1, "cost": max(current["cost"] - 0.05, 0.0)},
         "save cost": {"cost": current["cost"] + 0.15, "utilization": current["utilization"] + 0.05, "sla": max(current["sla"] - 0.05, 0.0)},
         "avoid churn": {"churn": current["churn"] + 0.1, "utilization": max(current["utilization"] - 0.05, 0.0)},
     }
-    for name, values in stances.items():
-        named.append((name, Proposal(weights=values, expires_in_s=600.0, explanation=f"{name}: {_moves(current, values)} for 10 min",
-                                     planner="rule")))  # fmt: skip
+    for stance, values in stances.items():
+        named.append((stance, Proposal(weights=values, expires_in_s=600.0, explanation=f"{stance}: {_moves(current, values)} for 10 min",
+                                       planner="rule")))  # fmt: skip
     return named[: max(k, 1)]
 
 

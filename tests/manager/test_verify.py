@@ -129,7 +129,28 @@ def test_candidates_are_the_planners_answer_and_its_neighbours() -> None:
     rule = Proposal(weights={"sla": 0.6}, actions=[{"name": "add_nodes", "arguments": {"count": 1, "tier": "cloud"}}], explanation="r")
     llm = Proposal(weights={"cost": 0.3}, explanation="l", planner="llm")
     named = dict(candidate_proposals(llm, rule, weights, 8))
-    assert list(named)[:2] == ["llm", "rule"] and len(named) == 8
-    assert np.isclose(named["llm, half the change"].weights["cost"], 0.225)
+    assert list(named)[:2] == ["llm", "rule"] and len(named) == 9  # the LLM's answer on top of the rule's eight
+    assert list(named)[1:] == [name for name, _ in candidate_proposals(rule, None, weights, 8)]
+    assert np.isclose(named["rule, half the change"].weights["sla"], 0.5)
     assert named["rule, weights only"].actions == [] and named["rule, weights only"].weights == {"sla": 0.6}
     assert list(dict(candidate_proposals(rule, None, weights, 3))) == ["rule", "rule, weights only", "rule, half the change"]
+
+
+def test_llm_runs_reach_the_server_for_a_plan_and_a_refinement_and_the_twin_judges_both(tmp_path: Path) -> None:
+    from manager.llm import LLMPlanner, LLMSettings
+    from tests.manager.fake_openai import FakeOpenAI
+
+    first = {"content": json.dumps({"weights": {"sla": 0.55}, "expires_in_s": 300, "explanation": "more SLA", "confidence": 0.5})}
+    refined = {"content": json.dumps({"weights": {"sla": 0.6, "latency": 0.3}, "expires_in_s": 300, "explanation": "a bit more"})}
+    with FakeOpenAI([first, refined] * 10) as server:
+        planner = LLMPlanner(LLMSettings(base_url=server.base_url, model="fake-model", retries=0))
+        summary, log = run(tmp_path, "llm", planner)
+        requests = list(server.requests)
+    verifications = [
+        json.loads(r.result_json or "{}")["verification"] for r in log.decisions(actor="manager", limit=1000) if r.action == "verify"
+    ]
+    assert summary["incidents_opened"] >= 1 and len(requests) == 2 * len(verifications) > 0
+    assert "digital twin ran your plan" in requests[1]["messages"][-1]["content"]  # the second round sees the verdicts
+    assert "forecast (from the past only" in requests[0]["messages"][1]["content"]
+    names = [c["name"] for c in verifications[0]["candidates"]]
+    assert names[:2] == ["llm", "rule"] and "llm, refined" in names
