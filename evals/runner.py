@@ -187,9 +187,7 @@ def run_controller(scenario: Any, controller: Controller, keep_series: bool = Tr
     return recorder, explained
 
 
-def _run_with_manager(
-    scenario: Any, local: str, manager: str, task: RunTask
-) -> tuple[RunRecorder, int, dict[str, Any], dict[str, Any]]:
+def _run_with_manager(scenario: Any, local: str, manager: str, task: RunTask) -> tuple[RunRecorder, int, dict[str, Any], dict[str, Any]]:
     """The runtime with the manager, an operator who approves every proposal at once, and the detectors scored
     (``detection``: per anomaly type, counts that pool over runs into precision, recall and time to detect)."""
     import tempfile

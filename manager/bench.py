@@ -92,27 +92,12 @@ def graph_closer(graph: Any, log: DecisionLog | None) -> None:
 
 def measure_llm(proposals: int) -> dict[str, Any]:
     """Seconds per proposal of the LLM planner against the local llama.cpp server (started here, on a free port)."""
-    import socket
-    import subprocess
-    import urllib.request
-
     from manager.llm import LLMPlanner, LLMSettings, PlannerError
-    from manager.serve import plan_server
+    from manager.serve import running_server
     from manager.state import Diagnosis
     from simulators.rewards import RewardWeights
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    plan = plan_server(port=port, prefer="llama.cpp")
-    server = subprocess.Popen(plan.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(240):
-            try:
-                with urllib.request.urlopen(f"{plan.base_url}/models", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.5)
+    with running_server(prefer="llama.cpp") as plan:
         planner = LLMPlanner(LLMSettings(base_url=plan.base_url, model=plan.model, response_format="json_object", timeout_s=300, retries=0))
         diagnosis = Diagnosis(
             incident_id="bench", primary="traffic_spike", targets=["api"], anomalies=[], summary="traffic spike on api (4.0x)"
@@ -128,9 +113,6 @@ def measure_llm(proposals: int) -> dict[str, Any]:
             seconds.append(time.perf_counter() - start)
         return {"server": plan.kind, "model": plan.model, "proposals": proposals, "valid": valid,
                 "seconds_p50": round(statistics.median(seconds), 2), "seconds_max": round(max(seconds), 2)}  # fmt: skip
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def measure_verified(incidents: int, nodes: int, candidates: int, controller: str = "marl") -> dict[str, Any]:

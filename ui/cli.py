@@ -204,24 +204,38 @@ def run(
         int | None,
         typer.Option(min=0, help="Pin the runtime to this CPU core: faster manager runs on VMs (Linux; see README)."),
     ] = None,
+    candidates: Annotated[
+        int, typer.Option(min=0, help="Candidates the manager verifies in the twin per incident (0: apply its plan unverified).")
+    ] = 8,
+    serve_llm: Annotated[
+        bool, typer.Option("--serve-llm", help="With --manager llm: start the local LLM server (ama llm serve) for this run.")
+    ] = False,
 ) -> None:
     """Run the control plane on a scenario: the local controller every tick, the manager on anomalies, approvals
     from the decision log (ama approve / ama reject, or the console). Safe to kill and start again."""
+    import contextlib
     import time
 
     from manager.llm import LLMPlanner, LLMSettings, describe_server
     from manager.loop import Runtime, RuntimeSettings, pin_to_cpu
+    from manager.verify import VerifySettings
 
     if manager not in ("rule", "llm", "off"):
         fail(f"unknown manager {manager!r}; choose rule, llm or off")
+    server = contextlib.ExitStack()
     try:
+        if serve_llm and manager == "llm":
+            from manager.serve import running_server
+
+            plan = server.enter_context(running_server())
+            err.print(f"started {plan.kind} serving {plan.model} at {plan.base_url} for this run", highlight=False)
         if cpu is not None:
             pin_to_cpu(cpu)
         make_controller(controller)
         log = DecisionLog(db, on_event=lambda line: err.print(f"[yellow]{line}[/]", highlight=False))
         settings = RuntimeSettings(
             scenario=scenario, controller=controller, manager=manager, seed=seed, ticks=ticks,
-            approval_timeout_s=approval_timeout_s, auto_approve=auto_approve,
+            approval_timeout_s=approval_timeout_s, auto_approve=auto_approve, verify=VerifySettings(candidates=candidates),
             checkpoints=checkpoints or (log.url if log.url.startswith("postgresql") else ".ama/checkpoints.db"),
         )  # fmt: skip
         llm = LLMSettings.from_env() if manager == "llm" else None
@@ -229,11 +243,12 @@ def run(
         if llm:
             err.print(f"manager planner: {describe_server(llm)} (the rule planner takes over whenever it fails)", highlight=False)
     except (InputError, TransientError) as exc:
+        server.close()
         fail(str(exc))
     started = time.monotonic()
     printed = 0
     gc.freeze()
-    with progress_bar("ticks") as progress:
+    with server, progress_bar("ticks") as progress:  # the LLM server this run started, if any, stops with it
         task = progress.add_task(f"run {runtime.scenario.name}", total=runtime.settings.ticks or runtime.cluster.horizon)
 
         def each_tick(t: int) -> None:
@@ -257,6 +272,8 @@ def run(
         return
     table = Table(title=f"{runtime.scenario.name} ({controller} + {manager} manager)", show_header=False)
     for key, value in summary.items():
+        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            value = f"{len(value)} (see --json)"
         table.add_row(key, _fmt(value) if not isinstance(value, list) else ", ".join(value) or "-")
     Console().print(table)
 
@@ -508,13 +525,19 @@ def eval_suite(
     ] = None,
     duration_s: Annotated[float | None, typer.Option(min=1, help="Cut every scenario to this many seconds (quick looks).")] = None,
     placement: Annotated[str, typer.Option(help=f"Placement for the service-level controllers: {', '.join(PLACEMENTS)}.")] = "least-loaded",
+    serve_llm: Annotated[
+        bool, typer.Option("--serve-llm", help="For +llm controllers: start the local LLM server (ama llm serve) for this eval.")
+    ] = False,
 ) -> None:
     """Replay a suite's scripted anomalies for every controller on the same seeds; write results.json, report.md
     and PNG plots. Exits non-zero only when a run or a scenario could not be run, not on a failed expectation."""
+    import contextlib
+
     from evals.report import write_report
     from evals.runner import PSEUDO_CONTROLLERS, plan_suite, run_suite, split_controller
 
     names = [c.strip() for c in controllers.split(",") if c.strip()]
+    server = contextlib.ExitStack()
     try:
         for name in names:
             local, _, manager_name = name.partition("+")
@@ -527,6 +550,11 @@ def eval_suite(
         if any(name.partition("+")[2].startswith("llm") for name in names):
             from manager.llm import LLMPlanner, LLMSettings
 
+            if serve_llm:
+                from manager.serve import running_server
+
+                started = server.enter_context(running_server())  # the workers inherit AMA_LLM_* pointing at it
+                err.print(f"started {started.kind} serving {started.model} at {started.base_url} for this eval", highlight=False)
             LLMPlanner(LLMSettings.from_env()).check_server()  # one line and exit 2, never rule runs labelled llm
         plan = plan_suite(
             None if scenario else suite,
@@ -539,12 +567,13 @@ def eval_suite(
             first_seed=first_seed,
         )
     except InputError as exc:
+        server.close()
         fail(str(exc))
     for bad in (s for s in plan.scenarios if s["error"]):
         err.print(f"[bold red]invalid scenario:[/] {bad['error']}", highlight=False, soft_wrap=True)
     command = "ama " + " ".join(sys.argv[1:])
     gc.freeze()
-    with progress_bar("runs") as progress:
+    with server, progress_bar("runs") as progress:  # the LLM server this eval started, if any, stops with it
         task = progress.add_task(f"eval {suite}", total=len(plan.tasks))
 
         def advance(record: dict) -> None:

@@ -17,11 +17,10 @@ from manager.graph import close_graph
 from manager.guard import WeightBounds
 from manager.llm import LLMSettings
 from manager.loop import Runtime, RuntimeSettings
-from manager.serve import plan_server
+from manager.serve import free_port, plan_server, wait_ready
 from simulators.errors import ConfigError
 from simulators.rewards import REWARD_COMPONENTS, RewardWeights
 from tests.manager.fake_openai import FakeOpenAI, llama_cpp_tool_reply, vllm_tool_reply
-from tests.manager.test_real_llm import free_port, wait_ready
 from tools.catalog import CATALOG
 from tools.decision_log import Decision, DecisionLog
 

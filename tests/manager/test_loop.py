@@ -225,7 +225,8 @@ def test_a_price_change_alone_opens_one_incident_whose_rule_fires(tmp_path: Path
     """The crash of the last round: a price change was reported but never in force, so its incident had no anomaly."""
     path = scenario_file(tmp_path, "  - {at_s: 200, type: price_change, tier: cloud, factor: 3}")
     log = DecisionLog(f"sqlite:///{tmp_path / 'log.db'}")
-    runtime = Runtime(RuntimeSettings(scenario=path, controller="marl", checkpoints=tmp_path / "c.db", verify=VerifySettings(candidates=0)), log)
+    unverified = VerifySettings(candidates=0)  # the rule's own answer, as the guard leaves it
+    runtime = Runtime(RuntimeSettings(scenario=path, controller="marl", checkpoints=tmp_path / "c.db", verify=unverified), log)
     summary = runtime.run()
     assert summary["incidents_opened"] == 1 and summary["incidents_failed"] == 0
     rows = log.decisions(run_id=runtime.run_id, actor="manager", limit=1000)

@@ -5,39 +5,16 @@ structure only: the model is far too small to be trusted to decide."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from manager.llm import LLMPlanner, LLMSettings, PlannerError, proposal_schema
-from manager.serve import plan_server
+from manager.serve import free_port, plan_server, wait_ready
 from manager.state import Diagnosis, Proposal
 from simulators.errors import ConfigError
 from simulators.rewards import RewardWeights
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(base_url: str, process: subprocess.Popen[bytes], seconds: float = 120.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the LLM server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{base_url}/models", timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"the LLM server at {base_url} did not start in {seconds:.0f} s")
 
 
 def test_the_real_local_llm_answers_with_a_schema_shaped_proposal(tmp_path: Path) -> None:
