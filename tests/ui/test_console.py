@@ -1,9 +1,11 @@
 """The operator console through Streamlit's AppTest: every page renders without an exception against a real decision
-log (a manager run with a proposal waiting at the gate), approve and reject write the right rows and record the
-operator, and without the token everything is read-only."""
+log (an unverified manager run with a proposal and its what-if preview waiting at the gate, and a verified one whose
+twin predictions were realized), approve and reject write the right rows and record the operator, and without the
+token everything is read-only. tests/ui/test_candidates.py checks the verification's numbers on hand-made rows."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from manager.loop import Runtime, RuntimeSettings
+from manager.verify import VerifySettings
 from tests.spike import spike_scenario
 from tools.decision_log import DecisionLog
 from ui.console.data import check_access
@@ -23,12 +26,18 @@ PAGES = ("views/live.py", "views/decisions.py", "views/approvals.py", "views/cha
 
 @pytest.fixture(scope="module")
 def manager_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A database holding a finished manager run with two proposals waiting for an operator."""
+    """A database holding two finished manager runs of the spike: one verified over the whole scenario (so the
+    realized outcome is written after the twin's horizon), then one unverified that leaves its add_nodes proposal with
+    a what-if preview waiting for an operator (the newest run: the console opens on it)."""
     folder = tmp_path_factory.mktemp("console")
     url = f"sqlite:///{folder / 'log.db'}"
     log = DecisionLog(url)
-    settings = RuntimeSettings(scenario=spike_scenario(folder), controller="kpa", checkpoints=folder / "cp.db", ticks=200)
-    Runtime(settings, log).run()
+    scenario = spike_scenario(folder)
+    Runtime(RuntimeSettings(scenario=scenario, controller="kpa", checkpoints=folder / "verified.db"), log).run()
+    unverified = RuntimeSettings(
+        scenario=scenario, controller="kpa", checkpoints=folder / "cp.db", ticks=200, verify=VerifySettings(candidates=0)
+    )
+    Runtime(unverified, log).run()
     log.close()
     yield url
 
@@ -140,6 +149,30 @@ def test_the_decisions_page_filters_and_opens_a_manager_decision(db: str) -> Non
     app.selectbox(key="f_open").select(frame["id"].iloc[0]).run()
     assert not app.exception
     assert any(m.value == "**Diagnosis**" for m in app.markdown)
+
+
+def test_the_decisions_page_opens_a_verified_incident_with_its_candidates_and_what_was_realized(db: str) -> None:
+    log = DecisionLog(db)
+    verified = min(log.runs(), key=lambda r: r.started_at)
+    verify_rows = [
+        (r, json.loads(r.result_json or "{}")["verification"])
+        for r in log.decisions(run_id=verified.id, limit=5000)
+        if r.action == "verify"
+    ]
+    log.close()
+    realized = [(r, v) for r, v in verify_rows if v["realized"] is not None]
+    assert realized, "no verify row of the verified run has its realized outcome"
+    row, verification = realized[0]
+    app = console("views/decisions.py")
+    app.selectbox(key="run_label").select(next(o for o in app.selectbox(key="run_label").options if verified.id in o)).run()
+    app.selectbox(key="f_open").select(row.id).run()
+    assert not app.exception, [e.message for e in app.exception]
+    (table,) = [d.value for d in app.dataframe if "candidate" in d.value.columns]
+    assert list(table["candidate"]) == ["status quo", *(c["name"] for c in verification["candidates"])]
+    assert list(table["chosen"]).count("✓") == 1
+    (compared,) = [d.value for d in app.dataframe if "realized" in d.value.columns]
+    minutes = compared.set_index("measure").loc["SLA violation minutes"]
+    assert minutes["realized"] == round(verification["realized"]["sla_violation_minutes"], 3)
 
 
 def test_access_needs_a_configured_token_a_name_and_the_right_token() -> None:

@@ -1,6 +1,7 @@
 """Figures of the operator console: the cluster map, the time series with incident and decision markers, the reward
-weights over time, and a what-if preview. Called by the console's pages (ui/console/views); each returns a
-matplotlib Figure built from plain data (ui/console/data), so the pages stay thin and the figures are testable."""
+weights over time, a what-if preview, and the twin's verdict on an incident's candidates. Called by the console's
+pages (ui/console/views); each returns a matplotlib Figure built from plain data (ui/console/data), so the pages stay
+thin and the figures are testable."""
 
 from __future__ import annotations
 
@@ -102,5 +103,25 @@ def preview_bars(preview: dict[str, Any]) -> Figure:
         ax.set_title(label, fontsize=9)
         ax.tick_params(labelsize=7)
     fig.suptitle(f"What-if over the next {preview.get('horizon_s', 0):.0f} s", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def candidate_bars(verification: dict[str, Any]) -> Figure:
+    """Each candidate's objective gain over the status quo (the line at 0), mean over the twin's futures with their
+    spread as the error bar; the chosen one in blue. A bar whose error bar crosses 0 was within the noise."""
+    candidates = verification.get("candidates") or []
+    names = [str(c.get("name", "")) for c in candidates]
+    gains = [float((c.get("delta") or {}).get("objective") or 0.0) for c in candidates]
+    spreads = [float((c.get("spread") or {}).get("objective") or 0.0) for c in candidates]
+    colors = ["#1f77b4" if name == verification.get("chosen") else "#999999" for name in names]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(names) + 1.2))
+    ax.barh(names, gains, xerr=spreads, color=colors, capsize=3)
+    ax.axvline(0.0, color="black", lw=0.8)
+    ax.invert_yaxis()
+    ax.tick_params(labelsize=7)
+    ax.set_xlabel("objective gain over the status quo (higher is better)", fontsize=8)
+    horizon, futures = verification.get("horizon_s") or 0.0, verification.get("futures") or 0
+    ax.set_title(f"Candidates in the twin over {horizon:.0f} s, {futures} futures (blue = chosen)", fontsize=9)
     fig.tight_layout()
     return fig

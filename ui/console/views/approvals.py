@@ -1,7 +1,9 @@
 """Approvals page of the operator console: every proposal waiting at the manager's approval gate, with the manager's
-explanation and the what-if preview (predicted SLA, cost and energy deltas and a small plot); a signed-in operator
-approves or rejects it with a reason, and the decision log records who did (DecisionLog.decide_approval). The
-runtime picks the answer up and applies an approved action once."""
+explanation and what the twin predicted: the candidates it verified against the status quo (a table with the chosen
+one marked, the reason and a plot of each one's objective gain), or on rows from before verification the what-if
+preview (predicted SLA, cost and energy deltas and a small plot); a signed-in operator approves or rejects it with a
+reason, and the decision log records who did (DecisionLog.decide_approval). The runtime picks the answer up and
+applies an approved action once."""
 
 from __future__ import annotations
 
@@ -30,8 +32,16 @@ for decision in pending:
         st.caption(f"run {decision.run_id} · t={decision.time_s:.0f}s · incident {decision.incident_id} · risk {decision.risk}")
         st.write(decision.explanation)
         st.json(data.decision_details(log, decision)["arguments"], expanded=False)
-        preview = data.preview_of(decision)
-        if preview:
+        verification = data.verification_of(decision)
+        preview = None if verification else data.preview_of(decision)
+        if verification:
+            st.markdown("**Candidates the twin verified**")
+            st.write(verification.get("reason", ""))
+            st.dataframe(data.candidates_table(verification), hide_index=True, width="stretch")
+            figure = plots.candidate_bars(verification)
+            st.pyplot(figure)
+            plt.close(figure)
+        elif preview:
             delta, after = preview["delta"], preview["with_proposal"]
             cols = st.columns(3)
             for col, (key, label, fmt) in zip(cols, (("sla_violation_rate", "SLA violations", "{:.1%}"), ("cost", "cost $", "{:.3f}"),

@@ -1,12 +1,14 @@
 """Decisions page of the operator console: the decision log with its explanations, filtered by actor, node, service,
-action, status and time; one decision opens to show the weights in force, the telemetry that drove it and, for the
-manager, its diagnosis, what-if preview and approvals."""
+action, status and time; one decision opens to show the weights in force, the telemetry that drove it, for the
+manager its diagnosis and approvals, and on a row the twin verified (the incident's ``verify`` row, a proposal) the
+candidates against the status quo (table and plot) and, once the horizon has passed, predicted against realized."""
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import streamlit as st
 
-from ui.console import data
+from ui.console import data, plots
 from ui.console.context import console_context
 
 context = console_context()
@@ -65,6 +67,7 @@ if chosen:
     picked = st.selectbox("Open a decision", [r.id for r in chosen[:500]], key="f_open")
     decision = next(r for r in chosen if r.id == picked)
     details = data.decision_details(log, decision)
+    verification = details["verification"]
     st.subheader(f"{decision.actor}: {decision.action} ({decision.status})")
     st.write(decision.explanation)
     if decision.approved_by:
@@ -86,4 +89,18 @@ if chosen:
         st.json(details["telemetry"])
         if details["result"]:
             st.markdown("**Result**")
-            st.json(details["result"])
+            st.json(details["result"], expanded=verification is None)
+    if verification:
+        st.markdown("**Candidates the twin verified**")
+        st.write(verification.get("reason", ""))
+        st.dataframe(data.candidates_table(verification), hide_index=True, width="stretch")
+        figure = plots.candidate_bars(verification)
+        st.pyplot(figure)
+        plt.close(figure)
+        compared = data.predicted_vs_realized(verification)
+        if compared is not None:
+            plan, measures = compared
+            realized = verification["realized"]
+            st.markdown(f"**Predicted vs realized** ({plan}, over the {verification.get('horizon_s', 0):.0f} s horizon)")
+            st.caption(f"realized at t={realized.get('at_s', 0):.0f}s; {realized.get('other_changes', 0)} other weight change(s) meanwhile")
+            st.dataframe(measures, hide_index=True)
