@@ -45,6 +45,16 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
+def _env_seconds(name: str, default: float) -> float:
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {text!r}") from None
+
+
 @dataclass(frozen=True)
 class LLMSettings:
     """Where the LLM server is and how to ask it. Defaults come from the environment (AMA_LLM_*) when set."""
@@ -55,8 +65,9 @@ class LLMSettings:
     """The model name the server serves (env AMA_LLM_MODEL)."""
     api_key: str = field(default_factory=lambda: _env("AMA_LLM_API_KEY", "not-needed"), repr=False)
     """Sent as the bearer token; local servers ignore it (env AMA_LLM_API_KEY)."""
-    timeout_s: float = 20.0
-    """Seconds to wait for one reply before the planner gives up on that attempt."""
+    timeout_s: float = field(default_factory=lambda: _env_seconds("AMA_LLM_TIMEOUT_S", 20.0))
+    """Seconds to wait for one reply before the planner gives up on that attempt (env AMA_LLM_TIMEOUT_S; a small model
+    on a busy CPU needs a minute)."""
     retries: int = 1
     """Extra attempts after a timeout, a connection error or a 5xx/429 (the openai client's max_retries)."""
     max_tokens: int = 512
@@ -76,7 +87,8 @@ class LLMSettings:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> LLMSettings:
-        """Settings from AMA_LLM_BASE_URL, AMA_LLM_MODEL, AMA_LLM_API_KEY and AMA_LLM_RESPONSE_FORMAT, read now."""
+        """Settings from AMA_LLM_BASE_URL, AMA_LLM_MODEL, AMA_LLM_API_KEY, AMA_LLM_RESPONSE_FORMAT and AMA_LLM_TIMEOUT_S,
+        read now."""
         return cls(**overrides)
 
 

@@ -267,3 +267,13 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("AMA_LLM_RESPONSE_FORMAT", "yaml")
     with pytest.raises(ConfigError, match="response format"):
         LLMSettings.from_env()
+
+
+def test_the_reply_timeout_comes_from_the_environment_or_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from simulators.errors import ConfigError
+
+    monkeypatch.setenv("AMA_LLM_TIMEOUT_S", "90")
+    assert LLMSettings.from_env().timeout_s == 90.0
+    monkeypatch.setenv("AMA_LLM_TIMEOUT_S", "soon")
+    with pytest.raises(ConfigError, match="AMA_LLM_TIMEOUT_S must be a number of seconds, got 'soon'"):
+        LLMSettings.from_env()

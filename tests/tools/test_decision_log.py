@@ -750,7 +750,12 @@ def test_the_runtime_goes_on_through_a_full_disk_and_its_log_is_whole_after(tmp_
 
     pages = {"max": 1_000_000}
     log = capped(DecisionLog(f"sqlite:///{tmp_path / 'log.db'}"), pages)
-    settings = RuntimeSettings(scenario=spike_scenario(tmp_path), controller="kpa", checkpoints=tmp_path / "c.db", auto_approve="op")
+    from manager.verify import VerifySettings
+
+    unverified = VerifySettings(candidates=0)  # the rule's add_nodes proposal is what must pass through the outage
+    settings = RuntimeSettings(
+        scenario=spike_scenario(tmp_path), controller="kpa", checkpoints=tmp_path / "c.db", auto_approve="op", verify=unverified
+    )
     runtime = Runtime(settings, log)
 
     def fill_then_free(t: int) -> None:

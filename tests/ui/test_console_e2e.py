@@ -72,7 +72,7 @@ def test_an_operator_approves_in_the_browser_and_the_runtime_applies_it(tmp_path
     processes.append(
         subprocess.Popen(
             [*ama, "run", "--scenario", str(scenario), "--db", url, "--checkpoints", str(tmp_path / "cp.db"),
-             "--controller", "kpa", "--manager", "rule", "--speed", "15", "--approval-timeout-s", "1500"],
+             "--controller", "kpa", "--manager", "rule", "--candidates", "0", "--speed", "15", "--approval-timeout-s", "1500"],
             stdout=run_log, stderr=subprocess.STDOUT,
         )
     )  # fmt: skip
