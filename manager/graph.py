@@ -279,7 +279,7 @@ class _Nodes:
         notes = list(state.get("notes", []))
         refined = self._refined(state, candidates, twin, weights, notes)
         candidates += verify(refined, twin) if refined else []
-        chosen, verdicts = select(candidates, twin.status_quo(), settings.min_gain)
+        chosen, verdicts = select(candidates, twin.status_quo(), settings.min_gain, settings.sla_first)
         record = verification_record(candidates, twin.status_quo(), chosen, verdicts, twin)
         if chosen is None:
             plan, proposal = GuardedPlan(notes=[record["reason"]]), Proposal.model_validate(state["proposal"])

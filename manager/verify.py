@@ -60,6 +60,10 @@ class VerifySettings:
     """Smallest mean objective gain over the status quo worth acting on (on top of the spread)."""
     finalists: int = 3
     """With more candidates than this, all run half the horizon and only this many of the best run to its end."""
+    sla_first: bool = True
+    """A candidate predicted to raise violation minutes at all is never applied, whatever it saves: the objective
+    weighs cost every tick and violations only on the ticks that have them, and on the generated test suite its
+    choices without this rule saved cost at the SLA's expense (BENCHMARKS.md)."""
     seed: int = 0
 
 
@@ -256,7 +260,9 @@ def verify(candidates: Sequence[Candidate], twin: Twin, finalists: int | None = 
     return kept
 
 
-def select(candidates: Sequence[Candidate], status_quo: Outcomes, min_gain: float = 0.0) -> tuple[Candidate | None, dict[str, str]]:
+def select(
+    candidates: Sequence[Candidate], status_quo: Outcomes, min_gain: float = 0.0, sla_first: bool = True
+) -> tuple[Candidate | None, dict[str, str]]:
     """The candidate to apply (None: the status quo stays) and a verdict per candidate name."""
     verdicts: dict[str, str] = {}
     eligible: list[Candidate] = []
@@ -265,7 +271,13 @@ def select(candidates: Sequence[Candidate], status_quo: Outcomes, min_gain: floa
         if candidate.screened_s is not None:
             verdicts[candidate.name] = f"screened out after {candidate.screened_s:.0f} s (gain {mean:+.2f} ± {spread:.2f} by then)"
             continue
-        if mean > max(spread, min_gain):
+        more_violations, _ = gain(candidate.outcomes, candidate.baseline or status_quo, "sla_violation_minutes")
+        if sla_first and more_violations > 1e-9 and mean > max(spread, min_gain):
+            verdicts[candidate.name] = (
+                f"gains {mean:+.2f} ± {spread:.2f} on the objective but raises violation minutes by {more_violations:.2f}: "
+                "the SLA comes first"
+            )
+        elif mean > max(spread, min_gain):
             eligible.append(candidate)
             verdicts[candidate.name] = f"gains {mean:+.2f} ± {spread:.2f} on the objective"
         elif mean > 0:

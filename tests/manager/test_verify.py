@@ -154,3 +154,13 @@ def test_llm_runs_reach_the_server_for_a_plan_and_a_refinement_and_the_twin_judg
     assert "forecast (from the past only" in requests[0]["messages"][1]["content"]
     names = [c["name"] for c in verifications[0]["candidates"]]
     assert names[:2] == ["llm", "rule"] and "llm, refined" in names
+
+
+def test_a_candidate_that_raises_violation_minutes_is_not_applied_whatever_it_saves() -> None:
+    status_quo = outcomes(0.0, 0.0, 0.0)
+    cheaper = candidate("save cost", (2.0, 2.1, 1.9), {"cost": 0.3})
+    cheaper.outcomes = [{**o, "sla_violation_minutes": 0.5} for o in cheaper.outcomes]  # saves, at the SLA's expense
+    chosen, verdicts = select([cheaper], status_quo)
+    assert chosen is None and "the SLA comes first" in verdicts["save cost"]
+    chosen, _ = select([cheaper], status_quo, sla_first=False)
+    assert chosen is cheaper
