@@ -177,6 +177,11 @@ class Twin:
         self.max_price = float(cluster.base_price_per_h.max())
         self._runs: dict[str, list[_Run]] = {}
 
+    @property
+    def ticks_run(self) -> int:
+        """Simulated ticks run so far over every plan and future (what verification costs, machine aside)."""
+        return sum(run.ticks for runs in self._runs.values() for run in runs)
+
     def status_quo(self, ticks: int | None = None) -> Outcomes:
         return self.outcomes(GuardedPlan(), ticks)
 
