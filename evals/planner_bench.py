@@ -146,6 +146,7 @@ def _mean(outcomes: list[dict[str, float]]) -> float:
 def score(planner: Planner, states: list[State]) -> dict[str, Any]:
     """The planner's regret, direction accuracy and valid share over ``states``."""
     regrets, right, moved, valid, seconds = [], 0, 0, 0, []
+    failures: dict[str, int] = {}
     for state in states:
         best_name = max(state.fixed, key=lambda n: state.fixed[n][1])
         best_plan, best = state.fixed[best_name]
@@ -154,8 +155,10 @@ def score(planner: Planner, states: list[State]) -> dict[str, Any]:
             proposal = planner.plan(state.diagnosis, state.weights, state.reward_stats, state.snapshot)
             plan = _guarded(proposal, state.weights, state.snapshot)
             valid += 1
-        except Exception:  # a failed reply is scored as the status quo it would leave in force
+        except Exception as exc:  # a failed reply is scored as the status quo it would leave in force
             plan = GuardedPlan()
+            why = str(exc).split(":")[0][:80] or type(exc).__name__
+            failures[why] = failures.get(why, 0) + 1
         seconds.append(time.perf_counter() - start)
         known = {plan_key(p): value for p, value in state.fixed.values()}
         value = known.get(plan_key(plan))
@@ -176,6 +179,7 @@ def score(planner: Planner, states: list[State]) -> dict[str, Any]:
         "direction_accuracy": right / moved if moved else None,
         "components_moved_by_best": moved,
         "seconds_per_answer": statistics.mean(seconds) if seconds else None,
+        "failures": failures,
     }
 
 
