@@ -188,7 +188,9 @@ class LLMPlanner:
         labelled llm never plans with the rule planner alone)."""
         s = self.settings
         try:
-            with openai.OpenAI(base_url=s.base_url, api_key=s.api_key, timeout=min(s.timeout_s, 10.0), max_retries=0) as client:
+            # the reply timeout, not less: a one-request-at-a-time server (llama.cpp's) lists its models only after the
+            # completion it is busy with, and an eval's other worker may be asking for one
+            with openai.OpenAI(base_url=s.base_url, api_key=s.api_key, timeout=s.timeout_s, max_retries=0) as client:
                 client.models.list()
         except openai.APIStatusError as exc:
             if exc.status_code not in (502, 503, 504):  # it answers (some servers have no model list): a server is there

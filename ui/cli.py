@@ -149,18 +149,30 @@ def sim(
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo's decision log, checkpoints and eval report.")] = Path("out/demo"),
 ) -> None:
-    """The full-stack demo: a spike and a node failure handled by the MARL node agents under the rule manager,
-    which rewrites their reward weights and asks to add nodes (approved automatically in demo mode), every step
-    explained in the decision log; then the same scenario under HPA, KPA and the agents alone, and the smoke
-    suite's report with the clairvoyant bound."""
+    """The full-stack demo: a spike and a node failure handled by the MARL node agents under the manager (the LLM
+    planner on a local server this command starts when one can run here, else the rule planner; it says which),
+    whose candidates are verified in a past-only twin before they rewrite the agents' weights or ask for nodes
+    (approved automatically in demo mode), every step explained in the decision log; then the same scenario under
+    HPA, KPA and the agents alone, and the smoke suite's report with the clairvoyant bound."""
+    import os
+
+    from manager.serve import plan_server
+
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        plan_server(prefer="auto")
+        manager = "llm"
+    except InputError as exc:
+        manager = "rule"
+        err.print(f"no local LLM ({exc}): the rule planner plans this demo", highlight=False)
+    os.environ.setdefault("AMA_LLM_TIMEOUT_S", "120")  # a small model on a few CPU cores
     scenarios = Path(__file__).resolve().parents[1] / "evals" / "scenarios"
     scenario = scenarios / "demo-spike-failure.yaml"
     db = f"sqlite:///{(out / 'demo.db').resolve()}"
     console = Console()
-    console.rule("1. demo-spike-failure: the MARL agents on every node, the rule manager above them (demo operator approves)")
-    run(scenario=scenario, manager="rule", controller="marl", db=db, checkpoints=str(out / "checkpoints.db"), seed=None, ticks=None,
-        speed=0.0, approval_timeout_s=600.0, auto_approve="demo", as_json=False, cpu=None)  # fmt: skip
+    console.rule(f"1. demo-spike-failure: the MARL agents on every node, the {manager} manager above them (demo operator approves)")
+    run(scenario=scenario, manager=manager, controller="marl", db=db, checkpoints=str(out / "checkpoints.db"), seed=None, ticks=None,
+        speed=0.0, approval_timeout_s=600.0, auto_approve="demo", as_json=False, cpu=None, candidates=8, serve_llm=True)  # fmt: skip
     console.rule("2. what the manager did, and why")
     decisions(db=db, run=None, actor="manager", since=None, status=None, node=None, service=None, limit=12, as_json=False)
     console.rule("3. the same scenario under HPA alone, KPA alone and the agents alone")
