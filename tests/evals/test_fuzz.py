@@ -15,6 +15,7 @@ import pytest
 from evals.runner import run_controller
 from local_agents.registry import make_controller
 from manager.loop import Runtime, RuntimeSettings
+from manager.verify import VerifySettings
 from simulators.generator import generate_spec, scenario_yaml, split_seed
 from simulators.scenarios import load_scenario
 from tests.manager.fake_openai import FakeOpenAI
@@ -58,8 +59,9 @@ def scenario_files() -> Any:
 
 def run_with_manager(path: Path, controller: str, manager: str, tmp: Path) -> tuple[Runtime, DecisionLog]:
     log = DecisionLog(f"sqlite:///{tmp / 'log.db'}")
+    quick = VerifySettings(candidates=4, horizon_s=30.0, futures=2, finalists=2)  # every verification path, a quarter of the ticks
     settings = RuntimeSettings(
-        scenario=path, controller=controller, manager=manager, checkpoints=tmp / "checkpoints.db", auto_approve="fuzz"
+        scenario=path, controller=controller, manager=manager, checkpoints=tmp / "checkpoints.db", auto_approve="fuzz", verify=quick
     )
     runtime = Runtime(settings, log)
     runtime.run()
