@@ -40,12 +40,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import openai
 from sqlmodel import Session, col, select
 
 from manager import prompts
 from manager.guard import WeightBounds, guard
-from manager.llm import LLMSettings, PlannerError, complete, one_line
+from manager.llm import LLMSettings, PlannerError, complete, first_choice, one_line
 from manager.state import GuardedPlan, Proposal
 from simulators.rewards import REWARD_COMPONENTS, RewardWeights
 from tools.catalog import CATALOG, RiskBounds, SetRewardWeightsArgs, ToolArgumentError, parse_call
@@ -342,28 +341,7 @@ def ask_tool(s: LLMSettings, messages: list[dict[str, str]], tool: dict[str, Any
     """Ask the server for one call of ``tool`` (a named tool_choice): the called tool's name and its raw arguments text,
     or a one-line PlannerError (no answer, no choices, cut off, neither a tool call nor content)."""
     name = tool["function"]["name"]
-    try:
-        with openai.OpenAI(base_url=s.base_url, api_key=s.api_key, timeout=s.timeout_s, max_retries=s.retries) as client:
-            completion = client.chat.completions.create(
-                model=s.model,
-                messages=messages,  # type: ignore[arg-type]
-                tools=[tool],  # type: ignore[list-item]
-                tool_choice={"type": "function", "function": {"name": name}},
-                max_tokens=s.max_tokens,
-                temperature=s.temperature,
-                timeout=s.timeout_s,
-            )
-    except openai.APITimeoutError:
-        raise PlannerError(f"LLM server at {s.base_url} did not answer: timed out after {s.timeout_s:g} s") from None
-    except openai.APIConnectionError as exc:
-        raise PlannerError(f"LLM server at {s.base_url} did not answer: {one_line(exc)}") from None
-    except openai.APIStatusError as exc:
-        raise PlannerError(f"LLM server at {s.base_url} did not answer: HTTP {exc.status_code}: {one_line(exc.message)}") from None
-    except openai.APIError as exc:
-        raise PlannerError(f"LLM server at {s.base_url} gave an unusable reply: {one_line(exc)}") from None
-    if not completion.choices:
-        raise PlannerError(f"LLM server at {s.base_url} returned no choices")
-    choice = completion.choices[0]
+    choice = first_choice(s, messages, tools=[tool], tool_choice={"type": "function", "function": {"name": name}})
     if choice.finish_reason == "length":
         raise PlannerError(f"the reply was cut off at max_tokens ({s.max_tokens})")
     calls = choice.message.tool_calls or []

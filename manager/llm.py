@@ -205,6 +205,13 @@ def complete(s: LLMSettings, messages: list[dict[str, str]], structured: bool) -
     PlannerError. ``structured`` asks for a Proposal (the response format of ``s``); the console's chat asks for
     plain text. Used by the LLM planner and manager.chat."""
     extra = {"response_format": response_format(s)} if structured else {}
+    choice = first_choice(s, messages, **extra)
+    return choice.message.content or "", choice.finish_reason
+
+
+def first_choice(s: LLMSettings, messages: list[dict[str, str]], **extra: Any) -> Any:
+    """One chat completion (``extra``: response_format, or tools and tool_choice) and its first choice, or a one-line
+    PlannerError: the server's errors all said the same way. Used by ``complete`` and manager.chat's tool call."""
     try:
         with openai.OpenAI(base_url=s.base_url, api_key=s.api_key, timeout=s.timeout_s, max_retries=s.retries) as client:
             completion = client.chat.completions.create(
@@ -213,7 +220,7 @@ def complete(s: LLMSettings, messages: list[dict[str, str]], structured: bool) -
                 max_tokens=s.max_tokens,
                 temperature=s.temperature,
                 timeout=s.timeout_s,
-                **extra,  # type: ignore[arg-type]
+                **extra,
             )
     except openai.APITimeoutError:
         raise PlannerError(f"LLM server at {s.base_url} did not answer: timed out after {s.timeout_s:g} s") from None
@@ -225,8 +232,7 @@ def complete(s: LLMSettings, messages: list[dict[str, str]], structured: bool) -
         raise PlannerError(f"LLM server at {s.base_url} gave an unusable reply: {one_line(exc)}") from None
     if not completion.choices:
         raise PlannerError(f"LLM server at {s.base_url} returned no choices")
-    choice = completion.choices[0]
-    return choice.message.content or "", choice.finish_reason
+    return completion.choices[0]
 
 
 def parse_proposal(content: str) -> Proposal:

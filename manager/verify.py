@@ -153,6 +153,9 @@ class _Run:
     cost: float = 0.0
     energy_j: float = 0.0
     drops: float = 0.0
+    violations: float = 0.0
+    finished: float = 0.0
+    requests: float = 0.0
     violation_ticks: int = 0
 
 
@@ -210,6 +213,9 @@ class Twin:
             o = fork.out
             violations, finished = float(o.violations.sum()), float(o.served.sum() + o.drops.sum())
             run.violation_ticks += finished > 0 and violations / finished > VIOLATION_MINUTE_THRESHOLD
+            run.violations += violations
+            run.finished += finished
+            run.requests += float(o.requests.sum())
             run.objective += float(cluster_terms(fork, reward_terms(fork, self.max_price, into=run.terms)) @ self.objective)
             run.cost += float(o.replica_cost.sum())
             run.energy_j += float(o.node_power_w.sum()) * fork.tick_s
@@ -223,6 +229,8 @@ class Twin:
             "cost": run.cost,
             "energy_kwh": run.energy_j / 3.6e6,
             "drops": run.drops,
+            "sla_violation_rate": run.violations / run.finished if run.finished > 0 else 0.0,
+            "requests": run.requests,
         }
 
 

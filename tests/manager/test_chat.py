@@ -4,7 +4,6 @@ over real HTTP, and a runtime that applies an approved chat proposal once."""
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,7 @@ from manager.graph import close_graph
 from manager.guard import WeightBounds
 from manager.llm import LLMSettings
 from manager.loop import Runtime, RuntimeSettings
-from manager.serve import free_port, plan_server, wait_ready
-from simulators.errors import ConfigError
+from manager.serve import ServerPlan
 from simulators.rewards import REWARD_COMPONENTS, RewardWeights
 from tests.manager.fake_openai import FakeOpenAI, llama_cpp_tool_reply, vllm_tool_reply
 from tools.catalog import CATALOG
@@ -325,27 +323,15 @@ def test_when_neither_reads_a_priority_nothing_is_proposed_and_both_reasons_are_
     assert "Nothing was proposed" in answer.text
 
 
-def test_the_real_local_llm_reads_a_change_request_or_the_fallback_says_why(tmp_path: Path, log: DecisionLog) -> None:
+def test_the_real_local_llm_reads_a_change_request_or_the_fallback_says_why(local_llm: ServerPlan, log: DecisionLog) -> None:
     """llama.cpp's server with SmolLM2, started as ``ama llm serve`` would: its reply to the named tool_choice is a
     tool call; the chat proposes from it, or falls back to the regex parser with a reason that is about the reply (not a
     server that did not answer). The model is far too small to be trusted with the reading, only with the format."""
-    try:
-        plan = plan_server(port=free_port(), prefer="llama.cpp")
-    except ConfigError as exc:
-        pytest.skip(f"no local LLM: {exc}")
     run_id, _ = seeded(log)
     before = rows(log, run_id)
-    server_log = (tmp_path / "server.log").open("wb")
-    process = subprocess.Popen(plan.argv, stdout=server_log, stderr=subprocess.STDOUT)
-    try:
-        wait_ready(plan.base_url, process)
-        settings = LLMSettings(base_url=plan.base_url, model=plan.model, response_format="json_object", timeout_s=120.0, retries=0,
-                               max_tokens=200)  # fmt: skip
-        answer = ManagerChat(log, settings).ask("prioritize cost for the next hour", "alice")
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        server_log.close()
+    settings = LLMSettings(base_url=local_llm.base_url, model=local_llm.model, response_format="json_object", timeout_s=120.0,
+                           retries=0, max_tokens=200)  # fmt: skip
+    answer = ManagerChat(log, settings).ask("prioritize cost for the next hour", "alice")
     (new,) = new_rows(log, run_id, before)
     assert answer.proposal_id == new.id
     line = answer.text.splitlines()[1]

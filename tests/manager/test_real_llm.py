@@ -4,50 +4,34 @@ plan is valid and non-empty or that its failure was recorded: the model is far t
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
-
-import pytest
 
 from manager.graph import checkpointer, no_op
 from manager.llm import LLMPlanner, LLMSettings
 from manager.loop import Runtime, RuntimeSettings
-from manager.serve import free_port, plan_server, wait_ready
+from manager.serve import ServerPlan
 from manager.state import Proposal
 from manager.verify import VerifySettings
-from simulators.errors import ConfigError
 from simulators.rewards import RewardWeights
 from tests.spike import spike_scenario
 from tools.decision_log import DecisionLog
 
 
-def test_the_real_local_llm_plans_each_incident_or_its_fallback_is_recorded(tmp_path: Path) -> None:
+def test_the_real_local_llm_plans_each_incident_or_its_fallback_is_recorded(tmp_path: Path, local_llm: ServerPlan) -> None:
     """Through the runtime, verification on: every incident's first candidate is the LLM's own valid, non-empty plan,
     or the LLM's failure is recorded (a note row) and the rule planner's answer stands in. Anything else fails."""
-    try:
-        plan = plan_server(port=free_port(), prefer="llama.cpp")
-    except ConfigError as exc:
-        pytest.skip(f"no local LLM: {exc}")
-    server_log = (tmp_path / "server.log").open("wb")
-    process = subprocess.Popen(plan.argv, stdout=server_log, stderr=subprocess.STDOUT)
-    try:
-        wait_ready(plan.base_url, process)
-        settings = LLMSettings(base_url=plan.base_url, model=plan.model, response_format="json_object", timeout_s=120.0, retries=0,
-                               max_tokens=400)  # fmt: skip
-        log = DecisionLog(f"sqlite:///{tmp_path / 'log.db'}")
-        runtime = Runtime(
-            RuntimeSettings(
-                scenario=spike_scenario(tmp_path, duration_s=260), controller="node-rule", manager="llm", checkpoints=tmp_path / "c.db",
-                auto_approve="op", review_every=10_000, verify=VerifySettings(candidates=2, horizon_s=30, futures=2),
-            ),
-            log,
-            planner=LLMPlanner(settings),
-        )  # fmt: skip
-        runtime.run()
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        server_log.close()
+    settings = LLMSettings(base_url=local_llm.base_url, model=local_llm.model, response_format="json_object", timeout_s=120.0,
+                           retries=0, max_tokens=400)  # fmt: skip
+    log = DecisionLog(f"sqlite:///{tmp_path / 'log.db'}")
+    runtime = Runtime(
+        RuntimeSettings(
+            scenario=spike_scenario(tmp_path, duration_s=260), controller="node-rule", manager="llm", checkpoints=tmp_path / "c.db",
+            auto_approve="op", review_every=10_000, verify=VerifySettings(candidates=2, horizon_s=30, futures=2),
+        ),
+        log,
+        planner=LLMPlanner(settings),
+    )  # fmt: skip
+    runtime.run()
     assert runtime.opened
     saver = checkpointer(tmp_path / "c.db")
     notes = [r.explanation for r in log.decisions(actor="manager", limit=1000) if r.action == "note"]

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import streamlit as st
 
 from simulators.errors import InputError
-from ui.console import data, plots
+from ui.console import data, plots, widgets
 from ui.console.context import console_context
 
 context = console_context()
@@ -35,12 +35,7 @@ for decision in pending:
         verification = data.verification_of(decision)
         preview = None if verification else data.preview_of(decision)
         if verification:
-            st.markdown("**Candidates the twin verified**")
-            st.write(verification.get("reason", ""))
-            st.dataframe(data.candidates_table(verification), hide_index=True, width="stretch")
-            figure = plots.candidate_bars(verification)
-            st.pyplot(figure)
-            plt.close(figure)
+            widgets.candidates(verification)
         elif preview:
             delta, after = preview["delta"], preview["with_proposal"]
             cols = st.columns(3)

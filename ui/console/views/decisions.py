@@ -5,10 +5,9 @@ candidates against the status quo (table and plot) and, once the horizon has pas
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import streamlit as st
 
-from ui.console import data, plots
+from ui.console import data, widgets
 from ui.console.context import console_context
 
 context = console_context()
@@ -91,12 +90,7 @@ if chosen:
             st.markdown("**Result**")
             st.json(details["result"], expanded=verification is None)
     if verification:
-        st.markdown("**Candidates the twin verified**")
-        st.write(verification.get("reason", ""))
-        st.dataframe(data.candidates_table(verification), hide_index=True, width="stretch")
-        figure = plots.candidate_bars(verification)
-        st.pyplot(figure)
-        plt.close(figure)
+        widgets.candidates(verification)
         compared = data.predicted_vs_realized(verification)
         if compared is not None:
             plan, measures = compared
