@@ -45,6 +45,7 @@ from manager.guard import WeightBounds, guard
 from manager.planners import Planner, RulePlanner, reward_statistics
 from manager.state import PLANNING_NODE_FIELDS, Diagnosis, GuardedPlan, Proposal
 from manager.verify import Twin, VerifySettings, candidate_proposals, plan_key
+from simulators.errors import InputError
 from simulators.rewards import REWARD_COMPONENTS, RewardWeights, reward_terms
 from simulators.scenarios import load_scenario, scenario_files
 from simulators.snapshot import take_snapshot
@@ -89,7 +90,11 @@ def collect_states(count: int, per_scenario: int, suites: str, settings: VerifyS
     states: list[State] = []
     files = [f for suite in suites.split(",") for f in scenario_files(suite.strip())]
     for path in files:
-        scenario = load_scenario(path)
+        try:
+            scenario = load_scenario(path)
+        except InputError as exc:  # e.g. a trace this machine does not have: said in one line, the rest go on
+            print(f"\nskipped {path.stem}: {str(exc).splitlines()[0]}", file=sys.stderr)
+            continue
         if len(scenario.config.nodes) > MAX_NODES:
             continue
         states += _scenario_states(scenario, per_scenario, settings)

@@ -18,7 +18,7 @@ def test_rule_random_and_llm_are_scored_on_the_same_states(tmp_path: Path, capsy
     with FakeOpenAI([reply, {"content": "not json"}] * 5) as server:
         out = tmp_path / "scores.json"
         main(["--planners", "rule,random,llm", "--base-url", server.base_url, "--model", "fake-model", "--states", "2",
-              "--per-scenario", "1", "--suites", "standard", "--out", str(out)])  # fmt: skip
+              "--per-scenario", "1", "--suites", "smoke", "--out", str(out)])  # fmt: skip
         asked = [r for r in server.requests if "messages" in r]
     report = json.loads(out.read_text())
     assert report["states"] == 2 and json.loads(capsys.readouterr().out) == report
