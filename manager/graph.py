@@ -279,13 +279,13 @@ class _Nodes:
         notes = list(state.get("notes", []))
         refined = self._refined(state, candidates, twin, weights, notes)
         candidates += verify(refined, twin) if refined else []
-        chosen, verdicts = select(candidates, twin.status_quo(), settings.min_gain, settings.sla_first)
+        chosen, verdicts = select(candidates, twin.status_quo(), settings)
         record = verification_record(candidates, twin.status_quo(), chosen, verdicts, twin)
         if chosen is None:
             plan, proposal = GuardedPlan(notes=[record["reason"]]), Proposal.model_validate(state["proposal"])
         else:
-            plan, proposal = chosen.plan, chosen.proposal
-            if chosen.name != state["candidates"][0]["name"]:  # a neighbour: its sentence from the values it sets
+            plan, proposal = _held_as_verified(chosen.plan, twin.horizon_s), chosen.proposal
+            if chosen.name != state["candidates"][0]["name"] or plan != chosen.plan:  # its sentence from the values it sets
                 anomaly = describe_anomaly(primary_anomaly(Diagnosis.model_validate(state["diagnosis"])))
                 explanation = explain_plan(chosen.name, anomaly, plan, weights)
                 proposal = proposal.model_copy(update={"explanation": explanation[:2000]})
@@ -300,7 +300,7 @@ class _Nodes:
         refine = getattr(self.c.planner, "refine", None)
         if refine is None or not candidates or Proposal.model_validate(state["proposal"]).planner != self.c.planner.name:
             return []  # a planner that cannot refine, or failed this incident already (the fallback answered)
-        _, verdicts = select(candidates, twin.status_quo())
+        _, verdicts = select(candidates, twin.status_quo(), twin.settings)
         table = verification_record(candidates, twin.status_quo(), None, verdicts, twin)
         args = (Diagnosis.model_validate(state["diagnosis"]), weights, state.get("reward_stats") or {}, state.get("snapshot") or {})
         try:
@@ -499,6 +499,13 @@ def weighed(verification: dict[str, Any]) -> str:
             f"{d['sla_violation_minutes']:+.2f}, cost {d['cost']:+.3f} $ ({c['verdict']})"
         )
     return f"Weighed against the status quo: {'; '.join(parts)}." if parts else ""
+
+
+def _held_as_verified(plan: GuardedPlan, horizon_s: float) -> GuardedPlan:
+    """The plan with its weights held no longer than the twin verified them (the runtime plans again at expiry)."""
+    if plan.weights is None or (plan.expires_in_s is not None and plan.expires_in_s <= horizon_s):
+        return plan
+    return plan.model_copy(update={"expires_in_s": horizon_s})
 
 
 def _candidate(raw: dict[str, Any]) -> Candidate:

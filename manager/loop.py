@@ -220,8 +220,11 @@ class Runtime:
         self.metrics.record()
         snapshot = take_snapshot(c) if self.graph is not None else None  # one snapshot a tick, shared
         self.recorder.record_tick(c, decision.reasons, snapshot)
+        in_force = {reason for _, reason in self.schedule.changes}
         reverted = self.schedule.due(c.time_s)
+        expired: set[str] = set()
         if reverted is not None:
+            expired = in_force - {reason for _, reason in self.schedule.changes}
             self.actuator.weights = reverted
             self._set_weights(reverted, "the change expired")
         if self.graph is None or snapshot is None:
@@ -241,7 +244,7 @@ class Runtime:
             for anomaly in fresh:
                 self.incident_of[(anomaly.type, anomaly.target)] = incident
             self._run_incident(incident, snapshot, started)
-        for incident in self._due_for_replan(c.t, started):
+        for incident in self._due_for_replan(c.t, started, expired):
             self._run_incident(incident, snapshot, started)
         self._resume_answered(c.time_s)
         self._check_predictions(c.time_s)
@@ -255,17 +258,21 @@ class Runtime:
         active = self.detectors.active
         return {key: active[key].severity for key, owner in self.incident_of.items() if owner == incident and key in active}
 
-    def _due_for_replan(self, tick: int, started: list[Anomaly]) -> list[str]:
+    def _due_for_replan(self, tick: int, started: list[Anomaly], expired: set[str]) -> list[str]:
         """Open incidents whose anomalies changed since they planned (one cleared while others stay, or one reported
-        again with a new severity), at a review tick or at once when one was reported again; never one waiting for
-        an operator, nor one that has just planned."""
+        again with a new severity), at a review tick or at once when one was reported again, and those whose weight
+        change has just expired (``expired``: incident ids) while their anomalies are still in force: what is in
+        force changed, and a verified change is held only as long as the twin checked it; never one waiting for an
+        operator, nor one that has just planned."""
         again = {self.incident_of.get((a.type, a.target)) for a in started}
         due = []
         for incident, last in self.planned.items():
-            if incident in self.waiting or (tick % self.settings.review_every and incident not in again):
+            if incident in self.waiting:
                 continue
             own = self._own(incident)
-            if own and own != last:
+            if own and incident in expired:
+                due.append(incident)
+            elif own and own != last and not (tick % self.settings.review_every and incident not in again):
                 due.append(incident)
         return due
 

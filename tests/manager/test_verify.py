@@ -162,5 +162,38 @@ def test_a_candidate_that_raises_violation_minutes_is_not_applied_whatever_it_sa
     cheaper.outcomes = [{**o, "sla_violation_minutes": 0.5} for o in cheaper.outcomes]  # saves, at the SLA's expense
     chosen, verdicts = select([cheaper], status_quo)
     assert chosen is None and "the SLA comes first" in verdicts["save cost"]
-    chosen, _ = select([cheaper], status_quo, sla_first=False)
+    chosen, _ = select([cheaper], status_quo, VerifySettings(sla_first=False))
     assert chosen is cheaper
+
+
+def test_a_cut_in_violation_minutes_within_the_cost_budget_comes_before_the_objective() -> None:
+    status_quo = [{**o, "sla_violation_minutes": 1.0, "cost": 10.0} for o in outcomes(0.0, 0.0, 0.0)]
+    cheaper = candidate("save cost", (3.0, 3.1, 2.9), {"cost": 0.3})  # the larger gain on the objective
+    cheaper.outcomes = [{**o, "sla_violation_minutes": 1.0, "cost": 9.0} for o in cheaper.outcomes]
+    safer = candidate("protect the SLA", (0.5, 0.6, 0.4), {"sla": 0.6})
+    safer.outcomes = [{**o, "sla_violation_minutes": v, "cost": 10.4} for o, v in zip(safer.outcomes, (0.5, 0.6, 0.4), strict=True)]
+    chosen, verdicts = select([cheaper, safer], status_quo)
+    assert chosen is safer and "cuts violation minutes by 0.50" in verdicts["protect the SLA"]
+    dearer = candidate("protect it at any price", (0.5, 0.6, 0.4), {"sla": 0.9})
+    dearer.outcomes = [{**o, "cost": 12.0} for o in safer.outcomes]  # 1.2x the cost: over the 5% budget
+    chosen, verdicts = select([cheaper, dearer], status_quo)
+    assert chosen is cheaper and "over the 1.05x cost budget" in verdicts["protect it at any price"]
+    chosen, _ = select([cheaper, dearer], status_quo, VerifySettings(cost_budget=0.25))
+    assert chosen is dearer
+
+
+def test_a_verified_change_is_held_as_long_as_the_twin_checked_it_and_the_incident_plans_again(tmp_path: Path, monkeypatch) -> None:
+    import manager.graph
+
+    def planners_own(candidates: list[Candidate], status_quo: list, settings: VerifySettings | None = None) -> tuple:
+        return candidates[0], {c.name: "chosen" if c is candidates[0] else "" for c in candidates}  # as if it won
+
+    monkeypatch.setattr(manager.graph, "select", planners_own)
+    summary, log = run(tmp_path, "rule")
+    rows = log.decisions(actor="manager", limit=1000)
+    applied = [r for r in rows if r.action == "set_reward_weights" and r.status == "applied"]
+    assert applied and all(json.loads(r.args_json)["expires_in_s"] <= 120.0 for r in applied)
+    verifications = [r for r in rows if r.action == "verify"]
+    per_incident = {r.incident_id: sum(v.incident_id == r.incident_id for v in verifications) for r in applied}
+    assert max(per_incident.values()) > 1  # the spike outlasts one hold: its incident planned again when it expired
+    assert summary["incidents_opened"] == len({r.incident_id for r in verifications})
