@@ -270,9 +270,8 @@ class Runtime:
             if incident in self.waiting:
                 continue
             own = self._own(incident)
-            if own and incident in expired:
-                due.append(incident)
-            elif own and own != last and not (tick % self.settings.review_every and incident not in again):
+            changed = own != last and not (tick % self.settings.review_every and incident not in again)
+            if own and (incident in expired or changed):
                 due.append(incident)
         return due
 

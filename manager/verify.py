@@ -285,7 +285,9 @@ def verify(candidates: Sequence[Candidate], twin: Twin, finalists: int | None = 
     return kept
 
 
-def select(candidates: Sequence[Candidate], status_quo: Outcomes, settings: VerifySettings | None = None) -> tuple[Candidate | None, dict[str, str]]:
+def select(
+    candidates: Sequence[Candidate], status_quo: Outcomes, settings: VerifySettings | None = None
+) -> tuple[Candidate | None, dict[str, str]]:
     """The candidate to apply (None: the status quo stays) and a verdict per candidate name (VerifySettings.sla_first
     says how they are ranked)."""
     settings = settings or VerifySettings()
