@@ -180,6 +180,11 @@ class WeightSchedule:
         return self._current if self._current is not None else self.initial
 
     @property
+    def baseline(self) -> RewardWeights:
+        """The weights beneath every change that will expire (what is in force once they all have)."""
+        return self._changes[0].before if self._changes else self.current
+
+    @property
     def changes(self) -> list[tuple[float | None, str]]:
         """(expiry time, reason) of the changes in force, oldest first."""
         return [(change.expires_at_s, change.reason) for change in self._changes]

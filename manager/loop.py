@@ -232,7 +232,7 @@ class Runtime:
         self.recent_terms.append(reward_terms(c, self._max_price))
         self.recent_violations += (snapshot.violation_rate - self.recent_violations) / 30.0
         if self.slo_watch.pending and self.slo_watch.check(c.time_s, self.recent_violations) and self._before_change is not None:
-            self._revert_worse(self._before_change)
+            self._revert_worse(self.schedule.baseline)
         started = self.detectors.observe(snapshot)
         self.reports += started
         self._close_cleared(snapshot.time_s)
@@ -531,7 +531,8 @@ class Runtime:
         self._set_weights(weights, f"incident {incident}")
 
     def _revert_worse(self, previous: RewardWeights) -> None:
-        """SLOs got worse after a weight change: go back, and say so in the log."""
+        """SLOs got worse after a weight change: go back to the weights beneath every temporary change (not only
+        the last one: reverting only the last made the nested ones beneath it permanent), and say so in the log."""
         c = self.cluster
         self.schedule.apply(previous, None, c.time_s, "reverted: SLOs got worse")
         self.actuator.weights = previous

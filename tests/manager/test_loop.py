@@ -163,13 +163,14 @@ def test_weights_are_reverted_when_slos_get_worse_after_a_change(tmp_path: Path)
     for _ in range(10):
         runtime.tick()
     before = runtime.schedule.current
+    runtime._weights_applied(RewardWeights(churn=0.5), 600.0, "inc-earlier")  # a change still in force beneath
     changed = RewardWeights(energy=0.9, sla=0.1)
-    runtime._weights_applied(changed, None, "inc-test")  # what the graph's apply step calls
+    runtime._weights_applied(changed, 600.0, "inc-test")  # what the graph's apply step calls
     assert runtime.schedule.current == changed
     for _ in range(70):
         runtime.recent_violations = 0.5  # as if the change had made things much worse
         runtime.tick()
-    assert runtime.schedule.current == before
+    assert runtime.schedule.current == before and runtime.schedule.changes == []  # both changes undone, for good
     log.flush(force=True)
     rows = [r for r in log.decisions(run_id=runtime.run_id, actor="manager", limit=100) if "reverted the weights" in r.explanation]
     assert len(rows) == 1 and "SLA violations rose" in rows[0].explanation
