@@ -17,7 +17,8 @@ Each plan is scored under the **operator's objective**: the sum over the horizon
 Higher is better. ``select`` puts the SLA first (VerifySettings.sla_first): the candidate that cuts violation minutes
 the most, by more than the spread (standard deviation over the futures) of that cut and within the cost budget, is
 applied; failing one, the candidate with the largest mean objective gain over the status quo, larger than its spread
-and ``min_gain``, that is not predicted to raise violation minutes; failing both, the status quo stays. A candidate
+and ``min_gain``, that is predicted to raise neither violation minutes nor the violation rate; failing both, the
+status quo stays. A candidate
 with actions that improve on the same weights without them by no more than the spread loses its actions: an action
 whose preview shows no benefit is not proposed (high-risk actions would also cost an operator's attention).
 
@@ -67,7 +68,8 @@ class VerifySettings:
     sla_first: bool = True
     """The SLA comes first (lexicographic): a candidate predicted to cut violation minutes by more than their spread,
     at no more than ``1 + cost_budget`` times the status quo's cost, is chosen before any other (the largest cut);
-    failing one, the objective chooses among the candidates predicted not to raise violation minutes at all. The
+    failing one, the objective chooses among the candidates predicted to raise neither violation minutes nor the
+    share of requests over their SLO (the rate shows a rise too small to cross a minute's threshold). The
     objective weighs cost every tick and violations only on the ticks that have them: on the generated test suite
     its choices without this rule saved cost at the SLA's expense (BENCHMARKS.md). False: the objective alone."""
     cost_budget: float = 0.05
@@ -301,6 +303,7 @@ def select(
             verdicts[candidate.name] = f"screened out after {candidate.screened_s:.0f} s (gain {mean:+.2f} ± {spread:.2f} by then)"
             continue
         more_violations, violation_spread = gain(candidate.outcomes, base, "sla_violation_minutes")
+        rate_up, _ = gain(candidate.outcomes, base, "sla_violation_rate")  # finer than minutes: a rise under the threshold
         cost = _cost_ratio(candidate.outcomes, base)
         on_objective = f"{mean:+.2f} ± {spread:.2f} on the objective"
         if settings.sla_first and -more_violations > max(violation_spread, 1e-9):
@@ -313,8 +316,9 @@ def select(
                 if mean > max(spread, settings.min_gain):
                     eligible.append(candidate)
                     verdicts[candidate.name] += f"; gains {on_objective}"
-        elif settings.sla_first and more_violations > 1e-9 and mean > max(spread, settings.min_gain):
-            verdicts[candidate.name] = f"gains {on_objective} but raises violation minutes by {more_violations:.2f}: the SLA comes first"
+        elif settings.sla_first and mean > max(spread, settings.min_gain) and (more_violations > 1e-9 or rate_up > 1e-9):
+            raised = f"violation minutes by {more_violations:.2f}" if more_violations > 1e-9 else f"the violation rate by {rate_up:.2%}"
+            verdicts[candidate.name] = f"gains {on_objective} but raises {raised}: the SLA comes first"
         elif mean > max(spread, settings.min_gain):
             eligible.append(candidate)
             verdicts[candidate.name] = f"gains {on_objective}"

@@ -98,7 +98,8 @@ def test_verified_runs_keep_every_candidate_and_the_realized_outcome(tmp_path: P
 
 
 def outcomes(*objectives: float) -> list[dict[str, float]]:
-    return [{"objective": o, "sla_violation_minutes": 0.0, "cost": 0.0, "energy_kwh": 0.0, "drops": 0.0} for o in objectives]
+    keys = {"sla_violation_minutes": 0.0, "sla_violation_rate": 0.0, "cost": 0.0, "energy_kwh": 0.0, "drops": 0.0}
+    return [{"objective": o, **keys} for o in objectives]
 
 
 def candidate(name: str, objectives: tuple[float, ...], weights: dict | None = None, actions: bool = False) -> Candidate:
@@ -164,6 +165,9 @@ def test_a_candidate_that_raises_violation_minutes_is_not_applied_whatever_it_sa
     assert chosen is None and "the SLA comes first" in verdicts["save cost"]
     chosen, _ = select([cheaper], status_quo, VerifySettings(sla_first=False))
     assert chosen is cheaper
+    cheaper.outcomes = [{**o, "sla_violation_minutes": 0.0, "sla_violation_rate": 0.01} for o in cheaper.outcomes]
+    chosen, verdicts = select([cheaper], status_quo)  # under a minute's threshold, and still a rise
+    assert chosen is None and "raises the violation rate by 1.00%" in verdicts["save cost"]
 
 
 def test_a_cut_in_violation_minutes_within_the_cost_budget_comes_before_the_objective() -> None:
