@@ -284,7 +284,7 @@ class _Nodes:
         if chosen is None:
             plan, proposal = GuardedPlan(notes=[record["reason"]]), Proposal.model_validate(state["proposal"])
         else:
-            plan, proposal = _held_as_verified(chosen.plan, twin.horizon_s), chosen.proposal
+            plan, proposal = _held_as_verified(chosen.plan, settings.hold_s), chosen.proposal
             if chosen.name != state["candidates"][0]["name"] or plan != chosen.plan:  # its sentence from the values it sets
                 anomaly = describe_anomaly(primary_anomaly(Diagnosis.model_validate(state["diagnosis"])))
                 explanation = explain_plan(chosen.name, anomaly, plan, weights)
@@ -501,11 +501,12 @@ def weighed(verification: dict[str, Any]) -> str:
     return f"Weighed against the status quo: {'; '.join(parts)}." if parts else ""
 
 
-def _held_as_verified(plan: GuardedPlan, horizon_s: float) -> GuardedPlan:
-    """The plan with its weights held no longer than the twin verified them (the runtime plans again at expiry)."""
-    if plan.weights is None or (plan.expires_in_s is not None and plan.expires_in_s <= horizon_s):
+def _held_as_verified(plan: GuardedPlan, hold_s: float | None) -> GuardedPlan:
+    """The plan with its weights held no longer than ``hold_s`` (VerifySettings.hold_s; the runtime plans again at
+    expiry)."""
+    if hold_s is None or plan.weights is None or (plan.expires_in_s is not None and plan.expires_in_s <= hold_s):
         return plan
-    return plan.model_copy(update={"expires_in_s": horizon_s})
+    return plan.model_copy(update={"expires_in_s": hold_s})
 
 
 def _candidate(raw: dict[str, Any]) -> Candidate:

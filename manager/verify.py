@@ -22,8 +22,9 @@ status quo stays. A candidate
 with actions that improve on the same weights without them by no more than the spread loses its actions: an action
 whose preview shows no benefit is not proposed (high-risk actions would also cost an operator's attention).
 
-The twin checks a plan over ``horizon_s`` only, so the graph applies the chosen weights for no longer than that; the
-runtime plans an incident again when its change expires while its anomalies are still in force (receding horizon).
+The twin checks a plan over ``horizon_s`` only, so the graph holds the chosen weights for no longer than ``hold_s``
+(the horizon by default); the runtime plans an incident again when its change expires while its anomalies are still
+in force (receding horizon).
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ class VerifySettings:
     share of requests over their SLO (the rate shows a rise too small to cross a minute's threshold). The
     objective weighs cost every tick and violations only on the ticks that have them: on the generated test suite
     its choices without this rule saved cost at the SLA's expense (BENCHMARKS.md). False: the objective alone."""
+    hold_s: float | None = 120.0
+    """The longest a chosen weight change is held before its incident plans again (None: as long as its planner
+    asked). The twin checks a plan over ``horizon_s`` only; holding it longer acts on what nobody verified."""
     cost_budget: float = 0.05
     """How much more than the status quo (a fraction of its cost over the horizon) a violation cut may cost."""
     seed: int = 0
