@@ -132,7 +132,7 @@ def _scenario_states(scenario: Any, limit: int, settings: VerifySettings) -> lis
         twin = Twin(cluster, controller, RewardWeights(), settings)
         rule = RulePlanner().plan(diagnosis, weights, stats, data)
         fixed = {"status quo": (GuardedPlan(), _mean(twin.status_quo()))}
-        for name, proposal in candidate_proposals(rule, None, weights, settings.candidates):
+        for name, proposal in candidate_proposals(rule, None, weights, settings.candidates, data):
             plan = _guarded(proposal, weights, data)
             fixed[name] = (plan, _mean(twin.outcomes(plan)))
         states.append(State(scenario.name, cluster.t, diagnosis, weights, stats, data, twin, fixed))

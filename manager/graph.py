@@ -255,7 +255,7 @@ class _Nodes:
         settings = self.c.verify or VerifySettings()
         if self.c.twin is not None and settings.candidates > 0:
             rule = (self.c.fallback or RulePlanner()).plan(*args) if proposal.planner != "rule" else None
-            named = candidate_proposals(proposal, rule, weights, settings.candidates)
+            named = candidate_proposals(proposal, rule, weights, settings.candidates, state.get("snapshot") or {})
             update["candidates"] = [{"name": name, "proposal": p.model_dump(mode="json")} for name, p in named]
         return update
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from local_agents.controllers import Controller
 from manager.forecast import sample_future
-from manager.planners import describe_actions, describe_changes, describe_duration
+from manager.planners import busiest_tier_with_off_nodes, describe_actions, describe_changes, describe_duration
 from manager.state import GuardedPlan, Proposal, ToolRequest
 from simulators.cluster import Cluster
 from simulators.metrics import VIOLATION_MINUTE_THRESHOLD
@@ -94,13 +94,16 @@ class Candidate:
 
 
 # ---------------------------------------------------------------------------------------------- candidates
-def candidate_proposals(planned: Proposal, rule: Proposal | None, weights: RewardWeights, k: int) -> list[tuple[str, Proposal]]:
-    """Named proposals: the planner's own first, then neighbours of it and the three stances, ``k`` in all. Under
-    another planner (the LLM), its own answer comes on top of the rule's ``k`` (the rule's answer, its neighbours
-    and the stances), so what the LLM adds can only widen the choice the rule manager has. Duplicates are left for
-    ``distinct`` to drop after the guard."""
+def candidate_proposals(
+    planned: Proposal, rule: Proposal | None, weights: RewardWeights, k: int, snapshot: dict | None = None
+) -> list[tuple[str, Proposal]]:
+    """Named proposals: the planner's own first, then neighbours of it and the stances, ``k`` in all. Under another
+    planner (the LLM), its own answer comes on top of the rule's ``k`` (the rule's answer, its neighbours and the
+    stances), so what the LLM adds can only widen the choice the rule manager has. With a ``snapshot`` that has a
+    powered-off node, and a plan that adds none, one stance adds a node (the agents' weights barely move their
+    replica counts; capacity does). Duplicates are left for ``distinct`` to drop after the guard."""
     if rule is not None and planned.planner != "rule":
-        return [(planned.planner, planned), *candidate_proposals(rule, None, weights, k)]
+        return [(planned.planner, planned), *candidate_proposals(rule, None, weights, k, snapshot)]
     name = planned.planner
     named: list[tuple[str, Proposal]] = [(name, planned)]
     if planned.actions and planned.weights:
@@ -118,7 +121,18 @@ def candidate_proposals(planned: Proposal, rule: Proposal | None, weights: Rewar
     for stance, values in stances.items():
         named.append((stance, Proposal(weights=values, expires_in_s=600.0, explanation=f"{stance}: {_moves(current, values)} for 10 min",
                                        planner="rule")))  # fmt: skip
+        if stance == "protect the SLA" and (capacity := _add_a_node(planned, snapshot)) is not None:
+            named.append(("add a node", capacity))
     return named[: max(k, 1)]
+
+
+def _add_a_node(planned: Proposal, snapshot: dict | None) -> Proposal | None:
+    """One node of the busiest tier that has one off, when ``planned`` adds none (None otherwise)."""
+    tier = busiest_tier_with_off_nodes(snapshot) if snapshot else None
+    if tier is None or any(a.name == "add_nodes" for a in planned.actions):
+        return None
+    call = ToolRequest(name="add_nodes", arguments={"count": 1, "tier": tier})
+    return Proposal(weights={}, actions=[call], explanation=f"add capacity: power on 1 {tier} node (needs approval)", planner="rule")
 
 
 def _scaled(proposal: Proposal, weights: RewardWeights, factor: float) -> Proposal:

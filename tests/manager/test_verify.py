@@ -201,3 +201,15 @@ def test_a_verified_change_is_held_as_long_as_the_twin_checked_it_and_the_incide
     per_incident = {r.incident_id: sum(v.incident_id == r.incident_id for v in verifications) for r in applied}
     assert max(per_incident.values()) > 1  # the spike outlasts one hold: its incident planned again when it expired
     assert summary["incidents_opened"] == len({r.incident_id for r in verifications})
+
+
+def test_with_a_node_off_one_candidate_adds_a_node_unless_the_plan_does() -> None:
+    weights = RewardWeights()
+    snapshot = {"nodes": [{"name": "cloud-0", "tier": "cloud", "state": "on", "utilization": 0.9},
+                          {"name": "cloud-1", "tier": "cloud", "state": "off", "utilization": 0.0}]}  # fmt: skip
+    rule = Proposal(weights={"sla": 0.6}, explanation="r")
+    named = dict(candidate_proposals(rule, None, weights, 8, snapshot))
+    assert [(a.name, a.arguments) for a in named["add a node"].actions] == [("add_nodes", {"count": 1, "tier": "cloud"})]
+    assert "add a node" not in dict(candidate_proposals(rule, None, weights, 8))  # no snapshot: no node known to be off
+    adds = Proposal(weights={"sla": 0.6}, actions=[{"name": "add_nodes", "arguments": {"count": 2, "tier": "cloud"}}], explanation="r")
+    assert "add a node" not in dict(candidate_proposals(adds, None, weights, 8, snapshot))
