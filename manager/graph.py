@@ -7,8 +7,9 @@ after an operator's approval) and the decision log (every step, with its explana
 Propose, verify, then act (manager.verify): with a twin (``ManagerContext.twin``, bound by the runtime to its
 cluster) ``plan`` makes up to K candidates, ``guard`` clips each, and ``verify`` runs them and the status quo in the
 twin, asks the planner for one refinement when it can refine (the LLM planner, Eureka-style, shown the twin's
-verdicts), and keeps the best candidate only when it beats the status quo by more than its spread; otherwise nothing
-changes. Without a twin the planner's plan goes on as the guard leaves it.
+verdicts), and keeps the candidate manager.verify.select picks (the largest violation cut within the cost budget,
+else the largest objective gain that raises no violations, each beyond its spread), held for at most
+VerifySettings.hold_s; otherwise nothing changes. Without a twin the planner's plan goes on as the guard leaves it.
 
 Side effects live only in ``apply`` (the low-risk part, at once: a pending approval does not hold back what needs
 none), ``propose`` (recording the proposals an operator must see), ``apply_approved`` and ``record``; ``gate`` only
