@@ -196,15 +196,18 @@ class WeightSchedule:
             self._changes.append(_Change(self.current, now_s + expires_in_s, reason))
         self._current = weights
 
-    def due(self, now_s: float) -> RewardWeights | None:
-        """The weights to return to when the latest change has expired (popping it and any expired ones beneath
-        it), or None while it is in force."""
-        restored = None
+    def due(self, now_s: float) -> tuple[RewardWeights, list[str]] | None:
+        """When the latest change has expired (popping it and any expired ones beneath it): the weights to return
+        to and the reasons of the changes that ended, latest first; None while it is in force."""
+        restored, ended = None, []
         while self._changes and self._expired(self._changes[-1], now_s):
-            restored = self._changes.pop().before
-        if restored is not None:
-            self._current = restored
-        return restored
+            change = self._changes.pop()
+            restored = change.before
+            ended.append(change.reason)
+        if restored is None:
+            return None
+        self._current = restored
+        return restored, ended
 
     @staticmethod
     def _expired(change: _Change, now_s: float) -> bool:

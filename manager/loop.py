@@ -220,11 +220,11 @@ class Runtime:
         self.metrics.record()
         snapshot = take_snapshot(c) if self.graph is not None else None  # one snapshot a tick, shared
         self.recorder.record_tick(c, decision.reasons, snapshot)
-        in_force = {reason for _, reason in self.schedule.changes}
-        reverted = self.schedule.due(c.time_s)
-        expired: set[str] = set()
-        if reverted is not None:
-            expired = in_force - {reason for _, reason in self.schedule.changes}
+        ended = self.schedule.due(c.time_s)
+        expired: set[str] = set()  # the incidents whose change just ended
+        if ended is not None:
+            reverted, reasons = ended
+            expired = set(reasons)
             self.actuator.weights = reverted
             self._set_weights(reverted, "the change expired")
         if self.graph is None or snapshot is None:

@@ -324,9 +324,9 @@ def select(
         rate_up, _ = gain(candidate.outcomes, base, "sla_violation_rate")  # finer than minutes: a rise under the threshold
         cost = _cost_ratio(candidate.outcomes, base)
         on_objective = f"{mean:+.2f} ± {spread:.2f} on the objective"
-        if settings.sla_first and -more_violations > max(violation_spread, 1e-9):
+        if _cuts_violations(candidate.outcomes, base, settings):
             cut = f"cuts violation minutes by {-more_violations:.2f} ± {violation_spread:.2f} at {cost:.2f}x the cost"
-            if cost <= 1.0 + settings.cost_budget:
+            if _within_budget(candidate.outcomes, base, settings):
                 cuts.append(candidate)
                 verdicts[candidate.name] = cut
             else:
@@ -361,6 +361,16 @@ def _improvement(outcomes: Outcomes, baseline: Outcomes, key: str) -> tuple[floa
     better; the rest: lower is)."""
     mean, spread = gain(outcomes, baseline, key)
     return (mean, spread) if key == "objective" else (-mean, spread)
+
+
+def _cuts_violations(outcomes: Outcomes, baseline: Outcomes, settings: VerifySettings) -> bool:
+    """Whether the SLA comes first and ``outcomes`` cut violation minutes by more than the cut's spread."""
+    cut, spread = _improvement(outcomes, baseline, "sla_violation_minutes")
+    return settings.sla_first and cut > max(spread, 1e-9)
+
+
+def _within_budget(outcomes: Outcomes, baseline: Outcomes, settings: VerifySettings) -> bool:
+    return _cost_ratio(outcomes, baseline) <= 1.0 + settings.cost_budget
 
 
 def _cost_ratio(outcomes: Outcomes, baseline: Outcomes) -> float:
@@ -420,19 +430,23 @@ def record(
 
 
 def reason(chosen: Candidate | None, candidates: Sequence[Candidate], status_quo: list[dict[str, float]], twin: Twin) -> str:
-    """One sentence: what was chosen and the numbers that drove it."""
+    """One sentence: what was chosen, by which of ``select``'s rules, and what it changes (each candidate's gain
+    and spread are in its verdict, which the decision's explanation lists beside this)."""
     futures = f"{len(twin.futures)} futures forecast from the past"
     head = f"Verified {len(candidates)} candidate(s) in the twin over {twin.horizon_s:.0f} s ({futures})"
     before = _means(status_quo)
     if chosen is None:
         return f"{head}: none beats the status quo by more than its spread, so nothing changes."
     after = _means(chosen.outcomes)
-    mean, spread = gain(chosen.outcomes, status_quo)
-    cut, cut_spread = gain(chosen.outcomes, status_quo, "sla_violation_minutes")
-    why = f"it cuts violation minutes by {-cut:.2f} ± {cut_spread:.2f}" if twin.settings.sla_first and -cut > cut_spread else None
-    why = why or f"objective {mean:+.2f} ± {spread:.2f} over the status quo"
+    settings = twin.settings
+    if _cuts_violations(chosen.outcomes, status_quo, settings) and _within_budget(chosen.outcomes, status_quo, settings):
+        why = f"the largest cut in violation minutes within {1.0 + settings.cost_budget:.2f}x the cost"
+    elif settings.sla_first:
+        why = "the largest gain on the objective of those that raise no violations"
+    else:
+        why = "the largest gain on the objective"
     return (
-        f"{head}: chose {chosen.name}, {why}, "
+        f"{head}: chose {chosen.name}, {why}: "
         f"violation minutes {before['sla_violation_minutes']:.2f} -> {after['sla_violation_minutes']:.2f}, "
         f"cost {before['cost']:.3f} -> {after['cost']:.3f} $."
     )

@@ -123,7 +123,7 @@ def test_schedule_applies_and_reverts_an_expired_change() -> None:
     schedule.apply(raised, 600.0, now_s=100.0, reason="spike")
     assert schedule.current == raised
     assert schedule.due(699.0) is None
-    assert schedule.due(700.0) == DEFAULT
+    assert schedule.due(700.0) == (DEFAULT, ["spike"])
     assert schedule.current == DEFAULT
     assert schedule.due(800.0) is None
 
@@ -133,9 +133,9 @@ def test_nested_changes_revert_in_order() -> None:
     first, second = DEFAULT.replace(sla=0.6), DEFAULT.replace(sla=0.6, latency=0.3)
     schedule.apply(first, 600.0, now_s=0.0, reason="spike")
     schedule.apply(second, 200.0, now_s=100.0, reason="straggler")
-    assert schedule.due(300.0) == first
+    assert schedule.due(300.0) == (first, ["straggler"])
     assert schedule.due(599.0) is None
-    assert schedule.due(600.0) == DEFAULT
+    assert schedule.due(600.0) == (DEFAULT, ["spike"])
 
 
 def test_an_inner_expiry_waits_for_the_change_on_top_of_it() -> None:
@@ -143,7 +143,7 @@ def test_an_inner_expiry_waits_for_the_change_on_top_of_it() -> None:
     schedule.apply(DEFAULT.replace(sla=0.6), 100.0, now_s=0.0, reason="spike")
     schedule.apply(DEFAULT.replace(sla=0.7), 500.0, now_s=50.0, reason="failure")
     assert schedule.due(200.0) is None
-    assert schedule.due(550.0) == DEFAULT  # both expired: straight back to the weights before the first
+    assert schedule.due(550.0) == (DEFAULT, ["failure", "spike"])  # both expired: straight back to the weights before the first
     assert schedule.changes == []
 
 

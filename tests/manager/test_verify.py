@@ -13,7 +13,7 @@ import numpy as np
 from local_agents.registry import make_controller
 from manager.loop import Runtime, RuntimeSettings
 from manager.state import Diagnosis, GuardedPlan, Proposal
-from manager.verify import Candidate, Twin, VerifySettings, candidate_proposals, select
+from manager.verify import Candidate, Twin, VerifySettings, candidate_proposals, select, verify
 from simulators.rewards import RewardWeights
 from simulators.scenarios import load_scenario
 from tests.spike import spike_scenario
@@ -213,3 +213,28 @@ def test_with_a_node_off_one_candidate_adds_a_node_unless_the_plan_does() -> Non
     assert "add a node" not in dict(candidate_proposals(rule, None, weights, 8))  # no snapshot: no node known to be off
     adds = Proposal(weights={"sla": 0.6}, actions=[{"name": "add_nodes", "arguments": {"count": 2, "tier": "cloud"}}], explanation="r")
     assert "add a node" not in dict(candidate_proposals(adds, None, weights, 8, snapshot))
+
+
+class ScriptedTwin:
+    """Stands in for the twin in ``verify``: each plan's outcome per future is given by its SLA weight."""
+
+    def __init__(self, by_sla: dict[float, tuple[float, float]]) -> None:
+        self.settings, self.ticks, self.tick_s = VerifySettings(finalists=1), 120, 1.0
+        self.by_sla = by_sla  # sla weight -> (objective, violation minutes); 0.4 is the status quo's
+
+    def outcomes(self, plan: GuardedPlan, ticks: int | None = None) -> list[dict[str, float]]:
+        objective, minutes = self.by_sla[(plan.weights or {}).get("sla", 0.4)]
+        return [{"objective": objective, "sla_violation_minutes": minutes + k / 100, "cost": 1.0} for k in range(3)]
+
+    def status_quo(self, ticks: int | None = None) -> list[dict[str, float]]:
+        return self.outcomes(GuardedPlan(), ticks)
+
+
+def test_screening_keeps_the_largest_violation_cut_whatever_its_objective() -> None:
+    twin = ScriptedTwin({0.4: (0.0, 1.0), 0.3: (5.0, 1.0), 0.5: (1.0, 0.9), 0.9: (-1.0, 0.2)})
+    candidates = [Candidate(name, Proposal(weights={}, explanation=name), GuardedPlan(weights={"sla": sla}))
+                  for name, sla in (("save cost", 0.3), ("a little SLA", 0.5), ("much SLA", 0.9))]  # fmt: skip
+    kept = {c.name: c for c in verify(candidates, twin)}  # type: ignore[arg-type]
+    assert kept["save cost"].screened_s is None  # the best objective goes on, one finalist
+    assert kept["much SLA"].screened_s is None  # and the largest cut, last on the objective
+    assert kept["a little SLA"].screened_s == 60.0
