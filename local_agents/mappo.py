@@ -51,10 +51,11 @@ from torch import nn
 
 from local_agents.act import ARRAYS, POWER_INPUTS, READABLE_FORMATS, PolicyError, log_pressures, save_policy
 from local_agents.node_rule import NodeRuleSettings, node_rule_actions
+from local_agents.rollouts import Rollouts, WorkerState, make_rollouts
 from simulators.env import DOWN, HOLD, N_FEATURES, N_GLOBAL, POWER_HOLD, PREWARM, SCALE_CHOICES, UP, ClusterEnv
 from simulators.errors import ConfigError
-from simulators.rewards import REWARD_COMPONENTS, RewardWeights, cluster_terms, combine, sample_weights
-from simulators.scenarios import REPO_ROOT, SCENARIO_DIR, Scenario, compile_scenario, load_scenario
+from simulators.rewards import REWARD_COMPONENTS, RewardWeights
+from simulators.scenarios import REPO_ROOT, SCENARIO_DIR, compile_scenario, load_scenario
 
 TRAIN_SEED_BASE = 1000
 """Training seeds are TRAIN_SEED_BASE + k; the evals use each scenario's own seed + 0..2, so they stay unseen."""
@@ -120,6 +121,23 @@ class TrainSettings:
     """torch threads for the updates (the 2-core machine: 2); acting uses one."""
     device: str = "auto"
     """``auto`` (a GPU when one is present), ``cpu`` or ``cuda``."""
+    workers: int = 1
+    """Rollout workers (local_agents.rollouts): 1 steps the envs in this process, more in as many processes."""
+    ray_address: str = ""
+    """Run the rollout workers as Ray actors on this cluster (``auto``, ``ray://host:port``, ``local``); "" for none."""
+    kl_coef: float = 0.0
+    """PPO only: weight of KL(reference || actor), the reference being the actor PPO started from (the clone of the
+    teacher, or ``init_policy``): keeps PPO near a policy known to be good while the critic is still poor."""
+    kl_final: float = 0.0
+    """The KL weight after ``kl_anneal_agent_steps`` of PPO (linear from ``kl_coef``)."""
+    kl_anneal_agent_steps: int = 0
+    """PPO agent-steps over which the KL weight goes from ``kl_coef`` to ``kl_final`` (0: stays at ``kl_coef``)."""
+    value_warmup_iterations: int = 0
+    """PPO only: first iterations that train the critic alone (the actor frozen), so that the first policy updates
+    follow advantages of a critic that has seen this policy's returns."""
+    normalize_terms: bool = False
+    """Divide each reward component by its running standard deviation before weighting: a rare but large term (SLO
+    misses) and a steady small one (cost) then move the reward by amounts in the ratio of their weights."""
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainSettings:
@@ -233,6 +251,24 @@ def masked_distribution(logits: torch.Tensor, mask: torch.Tensor) -> torch.distr
     return torch.distributions.Categorical(logits=torch.where(mask, logits, torch.full_like(logits, -1e9)))
 
 
+class TermNorm:
+    """Running standard deviation of each reward component (``normalize_terms``)."""
+
+    def __init__(self, components: int) -> None:
+        self.mean, self.var, self.count = np.zeros(components), np.ones(components), 1e-4
+
+    def update(self, x: np.ndarray) -> None:
+        batch_mean, batch_var, n = x.mean(axis=0), x.var(axis=0), x.shape[0]
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean = self.mean + delta * n / total
+        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+    @property
+    def scale(self) -> np.ndarray:
+        return np.sqrt(self.var + 1e-8).astype(np.float32)
+
+
 class ValueNorm:
     """Running mean and variance of the value targets (MAPPO's value normalization)."""
 
@@ -340,7 +376,6 @@ class Trainer:
             "cuda" if s.device == "auto" and torch.cuda.is_available() else ("cpu" if s.device == "auto" else s.device)
         )
         torch.manual_seed(s.seed)
-        self.rng = np.random.default_rng(s.seed)
         self.actor, self.critic = Actor(s.hidden), Critic(s.hidden).to(self.device)
         if s.init_policy:
             from local_agents.act import load_policy
@@ -351,6 +386,8 @@ class Trainer:
             format_1 = start.provenance.get("format") == READABLE_FORMATS[0]  # its power head is a stand-in: not copied
             self.actor.load_arrays({k: getattr(start, k) for k in ARRAYS if k != "reference" and not (format_1 and "power" in k)})
         self.actor.to(self.device)
+        self.reference: Actor | None = None
+        """A frozen copy of the actor PPO starts from (the clone, or ``init_policy``): the KL penalty's anchor."""
         self.learning = self.actor.head_parameters(s.train_heads)
         learning = {id(parameter) for parameter in self.learning}
         for parameter in self.actor.parameters():
@@ -359,104 +396,45 @@ class Trainer:
         self.value_norm = ValueNorm()
         self.obs_sum, self.obs_count = np.zeros(N_FEATURES), 0
         self.iteration, self.agent_steps, self.wall_s = 0, 0, 0.0
-        self.next_seed = TRAIN_SEED_BASE
-        self.scenarios = training_scenarios(s)
-        self.compiled: dict[Path, Scenario] = {}
-        """Each training scenario compiled once; every slot gets its own env over it."""
-        self.slots: list[Slot] = []
+        self.ppo_iterations = 0
+        self.term_norm = TermNorm(len(REWARD_COMPONENTS))
+        training_scenarios(s)  # a bad scenario list fails here, before any worker starts
+        self.rollouts: Rollouts | None = None
+        self.worker_states: list[WorkerState] = []
         self.hpa_reference: dict[str, list[float]] = {}
         self.best: dict[str, float] | None = None
         """The held-out evaluation of the policy kept as policy-best.npz (the one to ship)."""
 
-    # -------------------------------------------------------------------------------------- episodes
-    def _pick_scenario(self) -> Path:
-        progress = self.agent_steps / max(self.settings.total_agent_steps, 1)
-        pool = [p for p, n in self.scenarios if n <= 10] if progress < self.settings.small_first else []
-        pool = pool or [p for p, _ in self.scenarios]
-        return pool[int(self.rng.integers(len(pool)))]
-
-    def _new_slot(self) -> Slot:
-        path = self._pick_scenario()
-        if path not in self.compiled:
-            self.compiled[path] = load_scenario(path)
-        env = ClusterEnv(self.compiled[path])
-        weights = sample_weights(self.rng, concentration=self.settings.weight_concentration)
-        env.set_reward_weights(weights)
-        seed = self.next_seed
-        self.next_seed += 1
-        return Slot(env, weights, seed, self.settings.teacher if self.imitating else "")
-
+    # -------------------------------------------------------------------------------------- rollout
     @property
     def imitating(self) -> bool:
         return bool(self.settings.teacher) and self.agent_steps < self.settings.teacher_agent_steps
 
-    # -------------------------------------------------------------------------------------- rollout
-    def _policy_step(self, obs: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Sample actions for one env: (actions (N, S+1), their log-probability (N,))."""
-        with torch.no_grad():
-            logits = self.actor(torch.from_numpy(obs).to(self.device))
-            allowed = torch.from_numpy(mask).to(self.device).view(logits.shape).bool()
-            dist = masked_distribution(logits, allowed)
-            actions = dist.sample()
-            logp = dist.log_prob(actions).sum(-1)
-        return actions.cpu().numpy(), logp.cpu().numpy()
-
     def collect(self) -> list[dict[str, Any]]:
-        """``rollout_ticks`` ticks of every slot; each slot's batch holds its tensors and GAE advantages."""
+        """``rollout_ticks`` ticks of every env (local_agents.rollouts, in this process or in workers); each env's
+        batch gets its rewards (per-component normalized when asked) and GAE advantages here."""
         s = self.settings
-        while len(self.slots) < s.envs:
-            self.slots.append(self._new_slot())
+        if self.rollouts is None:
+            self.rollouts = make_rollouts(s.as_dict(), s.workers, s.ray_address, self.worker_states)
+        raw, episodes = self.rollouts.collect(self.actor.export(), self.agent_steps, self.imitating)
+        self.worker_states = self.rollouts.states()
+        self.curves += episodes
+        if s.normalize_terms:
+            for b in raw:
+                self.term_norm.update(b["own_terms"].reshape(-1, len(REWARD_COMPONENTS)))
         batches = []
-        for k, slot in enumerate(self.slots):
-            env, T = slot.env, s.rollout_ticks
-            n, sv = env.n_nodes, env.n_services
-            obs = np.zeros((T + 1, n, sv, N_FEATURES), np.float32)
-            aggregates = np.zeros((T + 1, N_GLOBAL), np.float32)
-            masks = np.zeros((T, n, SCALE_CHOICES * (sv + 2)), np.int8)
-            actions = np.zeros((T, n, sv + 2), np.int64)
-            logps = np.zeros((T, n), np.float32)
-            rewards = np.zeros((T, n), np.float32)
-            ends = np.zeros(T, bool)
-            bootstrap_at: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-            terms_sum = np.zeros(6)
-            for t in range(T):
-                obs[t], masks[t] = slot.obs, slot.mask
-                aggregates[t] = env.state()[-N_GLOBAL:]
-                if slot.teacher is None:
-                    actions[t], logps[t] = self._policy_step(obs[t], masks[t])
-                    executed = actions[t]
-                else:
-                    actions[t] = executed = slot.teacher_actions()  # the label; the actor drives some ticks (DAgger)
-                    if self.rng.random() < s.student_share * min(self.agent_steps / max(s.teacher_agent_steps, 1), 1.0):
-                        executed = self._policy_step(obs[t], masks[t])[0]
-                next_obs, next_mask, _, terms, done = env.step_arrays(executed)
-                own = combine(terms, slot.weights)
-                team = float(combine(cluster_terms(env.cluster, terms)[None], slot.weights)[0])
-                rewards[t] = (1.0 - s.team_share) * own + s.team_share * team
-                terms_sum += terms.mean(axis=0)
-                slot.episode_return += float(rewards[t].mean())
-                slot.episode_ticks += 1
-                if done:  # truncation: bootstrap from the last observation, then a new episode
-                    ends[t] = True
-                    bootstrap_at[t] = (next_obs.copy(), env.state()[-N_GLOBAL:].copy())
-                    self.curves.append(
-                        {"kind": "episode", "agent_steps": self.agent_steps, "episode_return": slot.episode_return / slot.episode_ticks}
-                    )
-                    slot = self.slots[k] = self._new_slot()
-                    env = slot.env
-                    if env.n_nodes != n or env.n_services != sv:  # another cluster shape: end this slot's batch here
-                        T = t + 1
-                        break
-                else:
-                    slot.obs, slot.mask = next_obs, next_mask
-            if not ends[T - 1]:  # the value after the last tick bootstraps the batch (an ended episode needs none)
-                obs[T], aggregates[T] = slot.obs, env.state()[-N_GLOBAL:]
-            self.obs_sum += obs[:T].reshape(-1, N_FEATURES).sum(axis=0)
+        for b in raw:
+            own, team, w = b["own_terms"], b["team_terms"], b["weights"]
+            if s.normalize_terms:
+                own, team = own / self.term_norm.scale, team / self.term_norm.scale
+            rewards = (1.0 - s.team_share) * np.einsum("tnc,tc->tn", own, w) + s.team_share * np.einsum("tc,tc->t", team, w)[:, None]
+            T, n, sv = rewards.shape[0], own.shape[1], b["obs"].shape[2]
+            self.obs_sum += b["obs"][:T].reshape(-1, N_FEATURES).sum(axis=0)
             self.obs_count += T * n * sv
             self.agent_steps += T * n
-            batch = self._advantages(obs[: T + 1], aggregates[: T + 1], rewards[:T], ends[:T], bootstrap_at)
-            batch.update(obs=obs[:T], aggregates=aggregates[:T], masks=masks[:T], actions=actions[:T], logps=logps[:T])
-            batch["terms_mean"] = terms_sum / T
+            batch = self._advantages(b["obs"], b["aggregates"], rewards.astype(np.float32), b["ends"], b["bootstrap_at"])
+            batch.update(obs=b["obs"][:T], aggregates=b["aggregates"][:T], masks=b["masks"], actions=b["actions"], logps=b["logps"])
+            batch["terms_mean"] = b["terms_mean"]
             batches.append(batch)
         return batches
 
@@ -490,8 +468,22 @@ class Trainer:
         return {"advantages": advantages, "returns": advantages + values[:T], "values": values[:T], "reward_mean": float(rewards.mean())}
 
     # -------------------------------------------------------------------------------------- update
+    def kl_weight(self) -> float:
+        """The KL penalty's weight now: ``kl_coef`` annealed linearly to ``kl_final`` over PPO's agent-steps."""
+        s = self.settings
+        if not s.kl_anneal_agent_steps:
+            return s.kl_coef
+        done = min(max(self.agent_steps - s.teacher_agent_steps * bool(s.teacher), 0) / s.kl_anneal_agent_steps, 1.0)
+        return s.kl_coef + (s.kl_final - s.kl_coef) * done
+
     def update(self, batches: list[dict[str, Any]], imitation: bool = False) -> dict[str, float]:
         s = self.settings
+        warming = not imitation and self.ppo_iterations < s.value_warmup_iterations
+        kl_weight = 0.0 if imitation else self.kl_weight()
+        if kl_weight > 0 and self.reference is None:
+            self.reference = Actor(s.hidden).to(self.device)
+            self.reference.load_state_dict(self.actor.state_dict())
+            self.reference.requires_grad_(False)
         all_adv = torch.cat([b["advantages"].reshape(-1) for b in batches])
         adv_mean, adv_std = all_adv.mean(), all_adv.std() + 1e-8
         self.value_norm.update(torch.cat([b["returns"].reshape(-1) for b in batches]))
@@ -510,7 +502,7 @@ class Trainer:
                     "old_v": self.value_norm.normalize(b["values"]),
                 }
             )
-        stats = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_fraction": 0.0}
+        stats = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_fraction": 0.0, "reference_kl": 0.0}
         steps = 0
         for _ in range(s.epochs):
             orders = [torch.randperm(t["obs"].shape[0]) for t in tensors]
@@ -534,6 +526,16 @@ class Trainer:
                         ratio = torch.ones_like(logp)
                     else:
                         policy_loss = -torch.min(ratio * adv, ratio.clamp(1 - s.clip, 1 + s.clip) * adv).mean()
+                    reference_kl = torch.zeros((), device=self.device)
+                    if kl_weight > 0 and self.reference is not None:
+                        with torch.no_grad():
+                            anchor = masked_distribution(self.reference(t["obs"][idx]), t["mask"][idx].view(logits.shape))
+                        reference_kl = torch.distributions.kl_divergence(anchor, dist)[..., learned].sum(-1).mean()
+                        policy_loss = policy_loss + kl_weight * reference_kl
+                    if warming:  # the critic alone learns; the actor's loss terms are dropped
+                        policy_loss, entropy_term = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
+                    else:
+                        entropy_term = entropy
                     v = self.critic(t["obs"][idx], t["agg"][idx])
                     old_v, ret = t["old_v"][idx], t["ret"][idx]
                     v_clipped = old_v + (v - old_v).clamp(-s.value_clip, s.value_clip)
@@ -541,13 +543,14 @@ class Trainer:
                     share = idx.numel() * t["obs"].shape[1] / (total / s.minibatches)
                     # the entropy bonus also during imitation: a deterministic clone of a deterministic teacher
                     # leaves PPO nothing to explore with
-                    loss = loss + share * (policy_loss + s.value_coef * value_loss - s.entropy_coef * entropy)
+                    loss = loss + share * (policy_loss + s.value_coef * value_loss - s.entropy_coef * entropy_term)
                     with torch.no_grad():
                         parts["policy_loss"] += share * float(policy_loss)
                         parts["value_loss"] += share * float(value_loss)
                         parts["entropy"] += share * float(entropy)
                         parts["approx_kl"] += share * float(((ratio - 1) - (logp - t["logp"][idx])).mean())
                         parts["clip_fraction"] += share * float(((ratio - 1).abs() > s.clip).float().mean())
+                        parts["reference_kl"] += share * float(reference_kl)
                 self.optimizer.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_([*self.learning, *self.critic.parameters()], s.max_grad_norm)
@@ -555,7 +558,9 @@ class Trainer:
                 for k in stats:
                     stats[k] += parts[k]
                 steps += 1
-        return {k: v / max(steps, 1) for k, v in stats.items()}
+        if not imitation:
+            self.ppo_iterations += 1
+        return {**{k: v / max(steps, 1) for k, v in stats.items()}, "kl_weight": kl_weight, "value_warmup": float(warming)}
 
     # -------------------------------------------------------------------------------------- loop
     def train(self) -> dict[str, Any]:
@@ -569,8 +574,6 @@ class Trainer:
                     group["lr"] = s.learning_rate * max(1.0 - self.agent_steps / s.total_agent_steps, 0.05)
             before = self.agent_steps
             imitation = self.imitating
-            if not imitation and any(slot.teacher is not None for slot in self.slots):
-                self.slots = []  # imitation is over: new episodes with the policy acting
             torch.set_num_threads(1)  # acting is many tiny forward passes: a second thread only adds barriers
             batches = self.collect()
             torch.set_num_threads(s.threads)
@@ -600,8 +603,15 @@ class Trainer:
             if self.iteration % 10 == 0:
                 self.save()
         self.save()
+        self.close()
         return {"iterations": self.iteration, "agent_steps": self.agent_steps, "wall_s": round(self.wall_s, 1),
                 "agent_steps_per_s": round(self.agent_steps / max(self.wall_s, 1e-9), 1), "policy": str(s.out / "policy.npz")}  # fmt: skip
+
+    def close(self) -> None:
+        """Stop the rollout workers (their processes or Ray actors)."""
+        if self.rollouts is not None:
+            self.rollouts.close()
+            self.rollouts = None
 
     def evaluate(self) -> dict[str, float]:
         """The deterministic policy and HPA on a validation seed of each of ``eval_scenarios`` (cut to eval_duration_s):
@@ -648,8 +658,10 @@ class Trainer:
             "format": "ama-marl-checkpoint/1", "settings": s.as_dict(),
             "actor": self.actor.state_dict(), "critic": self.critic.state_dict(), "optimizer": self.optimizer.state_dict(),
             "value_norm": vars(self.value_norm), "obs_sum": self.obs_sum, "obs_count": self.obs_count,
-            "iteration": self.iteration, "agent_steps": self.agent_steps, "wall_s": self.wall_s, "next_seed": self.next_seed,
-            "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            "iteration": self.iteration, "agent_steps": self.agent_steps, "wall_s": self.wall_s,
+            "ppo_iterations": self.ppo_iterations, "worker_states": [vars(w) for w in self.worker_states],
+            "term_norm": vars(self.term_norm), "torch_rng": torch.get_rng_state(),
+            "reference": None if self.reference is None else self.reference.state_dict(),
             "curves": self.curves, "hpa_reference": self.hpa_reference, "best": self.best,
         }  # fmt: skip
         tmp = s.out / "checkpoint.pt.tmp"
@@ -687,8 +699,17 @@ class Trainer:
         vars(trainer.value_norm).update(state["value_norm"])
         trainer.obs_sum, trainer.obs_count = np.asarray(state["obs_sum"]), int(state["obs_count"])
         trainer.iteration, trainer.agent_steps, trainer.wall_s = state["iteration"], state["agent_steps"], state["wall_s"]
-        trainer.next_seed = state["next_seed"]
-        trainer.rng.bit_generator.state = state["rng"]
+        trainer.ppo_iterations = state.get("ppo_iterations", 0)
+        if "worker_states" in state:
+            trainer.worker_states = [WorkerState(**w) for w in state["worker_states"]]
+        else:  # a checkpoint from before rollout workers: its one stream is worker 0's
+            trainer.worker_states = [WorkerState(rng=state["rng"], next_seed=state["next_seed"])]
+        if "term_norm" in state:
+            vars(trainer.term_norm).update(state["term_norm"])
+        if state.get("reference") is not None:
+            trainer.reference = Actor(settings.hidden).to(trainer.device)
+            trainer.reference.load_state_dict(state["reference"])
+            trainer.reference.requires_grad_(False)
         torch.set_rng_state(state["torch_rng"])
         trainer.curves, trainer.hpa_reference = list(state["curves"]), dict(state["hpa_reference"])
         trainer.best = state.get("best")

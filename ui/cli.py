@@ -397,6 +397,10 @@ def train(
     resume: Annotated[Path | None, typer.Option(help="Continue from this checkpoint.pt (--agent-steps sets the new total).")] = None,
     eval_every: Annotated[int | None, typer.Option(min=0, help="Iterations between held-out evaluations (0: never) [default: 20].")] = None,
     device: Annotated[str | None, typer.Option(help="auto (a GPU when present), cpu or cuda [default: auto].")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Rollout worker processes (or Ray actors with --ray) [default: 1].")] = None,
+    ray: Annotated[
+        str | None, typer.Option("--ray", help="Run the rollout workers as Ray actors on this cluster: auto, ray://HOST:PORT or local.")
+    ] = None,
     settings: Annotated[
         Path | None, typer.Option(help="JSON file of TrainSettings fields (local_agents.mappo); options given here override it.")
     ] = None,
@@ -409,7 +413,8 @@ def train(
     from local_agents.mappo import Trainer, TrainSettings, load_settings_file, ship_policy
 
     try:
-        given = {"total_agent_steps": agent_steps, "seed": seed, "envs": envs, "eval_every": eval_every, "device": device}
+        given = {"total_agent_steps": agent_steps, "seed": seed, "envs": envs, "eval_every": eval_every, "device": device,
+                 "workers": workers, "ray_address": ray}  # fmt: skip
         given = {k: v for k, v in given.items() if v is not None}
         if resume is not None:
             trainer = Trainer.resume(resume, **given)
@@ -422,7 +427,11 @@ def train(
     with progress_bar("agent-steps") as progress:
         task = progress.add_task("train", total=trainer.settings.total_agent_steps, completed=trainer.agent_steps)
         trainer.progress = reporter(progress, task, "train")
-        summary = trainer.train()
+        try:
+            summary = trainer.train()
+        except InputError as exc:  # e.g. a rollout worker that cannot start, or no Ray cluster at --ray
+            trainer.close()
+            fail(str(exc))
     if ship:  # the policy the held-out evaluation kept, else the last one
         best = trainer.settings.out / "policy-best.npz"
         chosen = best if best.exists() else trainer.settings.out / "policy.npz"
