@@ -135,6 +135,9 @@ class TrainSettings:
     value_warmup_iterations: int = 0
     """PPO only: first iterations that train the critic alone (the actor frozen), so that the first policy updates
     follow advantages of a critic that has seen this policy's returns."""
+    shield: bool = False
+    """Train behind the deployed controller's safety shield (local_agents.shield): a scale move it refuses is a hold,
+    as in deployment, so PPO learns the dynamics the policy will act in. The sampled move is what PPO credits."""
     normalize_terms: bool = False
     """Divide each reward component by its running standard deviation before weighting: a rare but large term (SLO
     misses) and a steady small one (cost) then move the reward by amounts in the ratio of their weights."""
@@ -316,6 +319,8 @@ class Slot:
         self.episode_return = 0.0
         self.episode_ticks = 0
         self.teacher: Any = None
+        self.shield: Any = None
+        """The rollout's Shield when training behind it (TrainSettings.shield)."""
         self.rng = np.random.default_rng(seed)
         if teacher == "node-rule":
             self.teacher = NodeRuleSettings()

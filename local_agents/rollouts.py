@@ -28,7 +28,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from simulators.env import N_FEATURES, N_GLOBAL, SCALE_CHOICES, ClusterEnv
+from local_agents.shield import Shield
+from simulators.env import HOLD, N_FEATURES, N_GLOBAL, SCALE_CHOICES, ClusterEnv
 from simulators.errors import ConfigError
 from simulators.rewards import REWARD_COMPONENTS, cluster_terms, combine, sample_weights
 from simulators.scenarios import Scenario, load_scenario
@@ -91,7 +92,9 @@ class RolloutWorker:
         env.set_reward_weights(weights)
         seed = self.next_seed
         self.next_seed += self.count
-        return Slot(env, weights, seed, self.train.teacher if imitating else "")
+        slot = Slot(env, weights, seed, self.train.teacher if imitating else "")
+        slot.shield = Shield() if self.train.shield else None
+        return slot
 
     def _policy_step(self, obs: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from local_agents.mappo import masked_distribution
@@ -141,6 +144,8 @@ class RolloutWorker:
                     actions[t] = executed = slot.teacher_actions()  # the label; the actor drives some ticks (DAgger)
                     if self.rng.random() < s.student_share * min(agent_steps / max(s.teacher_agent_steps, 1), 1.0):
                         executed = self._policy_step(obs[t], masks[t])[0]
+                if slot.shield is not None:  # the deployed controller's shield is part of the env PPO learns in
+                    executed = shielded(env, slot.shield, executed)
                 next_obs, next_mask, _, terms, done = env.step_arrays(executed)
                 own_terms[t] = terms
                 team_terms[t] = cluster_terms(env.cluster, terms)
@@ -168,6 +173,18 @@ class RolloutWorker:
                 "ends": ends[:T], "bootstrap_at": bootstrap_at, "terms_mean": own_terms[:T].mean(axis=(0, 1)),
             })  # fmt: skip
         return batches, episodes, WorkerState(rng=self.rng.bit_generator.state, next_seed=self.next_seed)
+
+
+def shielded(env: ClusterEnv, shield: Any, actions: np.ndarray) -> np.ndarray:
+    """The actions with every scale move the shield (local_agents.shield) refuses turned into a hold."""
+    target = env.observer.translate(env.cluster, actions)[0]
+    _, cuts = shield.filter(env.cluster, target)
+    if not cuts:
+        return actions
+    actions = actions.copy()
+    for cut in cuts:
+        actions[cut.node, cut.service] = HOLD
+    return actions
 
 
 class Rollouts(Protocol):

@@ -139,3 +139,27 @@ def test_rollouts_on_a_local_ray_instance(tmp_path: Path) -> None:
         ray.shutdown()
     assert trainer.agent_steps >= 240 and len(trainer.worker_states) == 2
     assert (tmp_path / "run" / "policy.npz").exists()
+
+
+def test_behind_the_shield_a_refused_scale_down_is_a_hold(tmp_path: Path) -> None:
+    from local_agents.rollouts import shielded
+    from local_agents.shield import Shield
+    from simulators.env import ClusterEnv
+    from simulators.scenarios import load_scenario
+
+    env = ClusterEnv(load_scenario(idle(tmp_path)))
+    env.reset_arrays(1)
+    down = np.full((env.n_nodes, env.n_services + 2), DOWN, np.int64)
+    down[:, -2:] = 0, POWER_HOLD
+    shield = Shield()
+    first = shielded(env, shield, down)  # before the first tick nothing is known of the work: every scale-down refused
+    assert (first[:, : env.n_services] == HOLD).all() and shield.counts.shielded["backlog"] == env.n_nodes * env.n_services
+    for _ in range(30):
+        env.step_arrays(shielded(env, shield, down))
+    assert env.cluster.replicas().sum() < 12  # once the shield has seen the idle work, the scale-downs go through
+
+
+def test_a_training_run_behind_the_shield(tmp_path: Path) -> None:
+    trainer = Trainer(ppo_settings(tmp_path, idle(tmp_path), total_agent_steps=240, shield=True))
+    trainer.train()
+    assert trainer.agent_steps >= 240 and (tmp_path / "run" / "policy.npz").exists()
