@@ -159,7 +159,7 @@ def compare(
         for k, name in enumerate(("minutes_at_equal_cost", "cost_at_equal_minutes")):
             observed, spread = values[0, k], values[1:, k]
             spread = spread[~np.isnan(spread)]
-            low, high = (np.percentile(spread, [2.5, 97.5]) if spread.size > 0.9 * resamples else (float("nan"),) * 2)
+            low, high = np.percentile(spread, [2.5, 97.5]) if spread.size > 0.9 * resamples else (float("nan"),) * 2
             row.update({name: float(observed), f"{name}_low": float(low), f"{name}_high": float(high)})
         row["below"] = float(row["minutes_at_equal_cost_high"] < 0 or row["cost_at_equal_minutes_high"] < 0)
         results.append(row)
