@@ -1,7 +1,7 @@
 """Weight-conditioned MAPPO for the node agents: centralized training, decentralized execution. Called by
-``ama train`` (ui/cli.py) and the tests; steps ``simulators.env`` through its batch API and writes, under one output
-folder, a resumable checkpoint (``checkpoint.pt``), learning curves (``curves.csv``, ``curves.png``) and the
-inference policy (``policy.npz``, read by local_agents.act and the MARL controller).
+``ama train`` (ui/cli.py) and the tests; steps ``simulators.env`` through its batch API (via local_agents.rollouts)
+and writes, under one output folder, a resumable checkpoint (``checkpoint.pt``), learning curves (``curves.csv``,
+``curves.png``) and the inference policy (``policy.npz``, read by local_agents.act and the MARL controller).
 
 CleanRL-style: one settings dataclass, one file, read top to bottom.
 - Actor (decentralized): a node sees only its own (S, F) observation rows; parameters are shared across nodes and
@@ -30,6 +30,12 @@ CleanRL-style: one settings dataclass, one file, read top to bottom.
 - Fine-tuning one head: ``init_policy`` starts the actor from a trained ``.npz`` and ``train_heads`` limits learning
   to some heads (the rest frozen, their behaviour unchanged); how the power head (sleep / wake) was added to a policy
   trained before it existed, by imitating the node rule's power choices alone.
+- Keeping PPO from undoing a good start (each a setting, off by default; BENCHMARKS.md says what each did): a KL
+  penalty to the actor PPO started from, annealed (``kl_coef`` -> ``kl_final``); critic-only iterations first
+  (``value_warmup_iterations``); each reward component divided by its running spread (``normalize_terms``);
+  rollouts behind the deployed controller's safety shield (``shield``).
+- Rollouts run in local_agents.rollouts: in this process, in ``workers`` processes, or as Ray actors
+  (``ray_address``); the learner combines their reward terms and computes advantages and updates here.
 - Curriculum: the scenario files with at most ``max_train_nodes`` nodes (every anomaly type, synthetic workloads and
   real-trace replays), small clusters first; training seeds start at 1000, so the evals' seeds stay held out.
 """
