@@ -810,3 +810,67 @@ def load_settings_file(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read training settings ({exc})") from None
+
+
+def plot_runs(runs: dict[str, Path], path: Path, start: tuple[float, float] | None = None) -> None:
+    """Several training runs' held-out evaluations side by side (violation rate and cost over HPA's against
+    agent-steps), from their ``curves.csv``; ``start`` marks the policy they started from (its violation rate and
+    cost ratio on the same evaluation). ``python -m local_agents.mappo --compare``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_v, ax_c) = plt.subplots(1, 2, figsize=(12, 4))
+    for label, folder in runs.items():
+        try:
+            with (folder / "curves.csv").open() as handle:
+                rows = [r for r in csv.DictReader(handle) if r.get("eval_violation_rate")]
+        except OSError as exc:
+            raise ConfigError(f"{folder}: no readable curves.csv ({exc.strerror})") from None
+        x = [int(r["agent_steps"]) / 1e6 for r in rows]
+        ax_v.plot(x, [100 * float(r["eval_violation_rate"]) for r in rows], "o-", ms=3, label=label)
+        ax_c.plot(x, [float(r["eval_cost_vs_hpa"]) for r in rows], "o-", ms=3, label=label)
+    if start is not None:
+        ax_v.axhline(100 * start[0], color="black", ls="--", label="the policy they started from")
+        ax_c.axhline(start[1], color="black", ls="--", label="the policy they started from")
+    ax_v.set(title="Held-out violations (% of requests)", xlabel="agent-steps (millions)")
+    ax_c.set(title="Held-out cost / HPA's", xlabel="agent-steps (millions)")
+    ax_v.legend(fontsize=7)
+    ax_c.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Compare training runs' held-out evaluations in one plot (training itself: ama train).")
+    parser.add_argument("--compare", nargs="+", required=True, metavar="LABEL=FOLDER", help="runs to plot, each LABEL=its output folder")
+    parser.add_argument("--start", default=None, metavar="VIOLATION_RATE,COST", help="the starting policy's evaluation, to draw as a line")
+    parser.add_argument("--out", type=Path, default=Path("out/training-runs.png"), help="the plot (default: %(default)s)")
+    args = parser.parse_args(argv)
+    runs = {}
+    for item in args.compare:
+        label, sep, folder = item.partition("=")
+        if not sep:
+            parser.error(f"--compare: {item!r} is not LABEL=FOLDER")
+        runs[label] = Path(folder)
+    start = None
+    if args.start:
+        try:
+            violation, cost = (float(x) for x in args.start.split(","))
+        except ValueError:
+            parser.error(f"--start: two comma-separated numbers, got {args.start!r}")
+        start = (violation, cost)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        plot_runs(runs, args.out, start)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    print(args.out)
+
+
+if __name__ == "__main__":
+    main()

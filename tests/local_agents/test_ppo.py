@@ -163,3 +163,21 @@ def test_a_training_run_behind_the_shield(tmp_path: Path) -> None:
     trainer = Trainer(ppo_settings(tmp_path, idle(tmp_path), total_agent_steps=240, shield=True))
     trainer.train()
     assert trainer.agent_steps >= 240 and (tmp_path / "run" / "policy.npz").exists()
+
+
+def test_training_runs_are_compared_in_one_plot_and_a_missing_run_is_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    for name, rate in (("a", 0.10), ("b", 0.20)):
+        (tmp_path / name).mkdir()
+        lines = ["agent_steps,eval_violation_rate,eval_cost_vs_hpa"] + [f"{k * 1000},{rate + k / 100},{1 - k / 100}" for k in range(1, 4)]
+        (tmp_path / name / "curves.csv").write_text("\n".join(lines) + "\n")
+    argv = [sys.executable, "-m", "local_agents.mappo", "--compare", f"a={tmp_path / 'a'}", f"b={tmp_path / 'b'}", "--start", "0.1,1.0",
+            "--out", str(tmp_path / "runs.png")]  # fmt: skip
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "runs.png").stat().st_size > 1000
+    argv[5] = f"b={tmp_path / 'missing'}"
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "no readable curves.csv" in out.stderr.strip().splitlines()[-1]
