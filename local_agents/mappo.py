@@ -61,7 +61,7 @@ from local_agents.rollouts import Rollouts, WorkerState, make_rollouts
 from simulators.env import DOWN, HOLD, N_FEATURES, N_GLOBAL, POWER_HOLD, PREWARM, SCALE_CHOICES, UP, ClusterEnv
 from simulators.errors import ConfigError
 from simulators.rewards import REWARD_COMPONENTS, RewardWeights
-from simulators.scenarios import REPO_ROOT, SCENARIO_DIR, compile_scenario, load_scenario
+from simulators.scenarios import REPO_ROOT, SCENARIO_DIR, compile_scenario, load_scenario, scenario_files
 
 TRAIN_SEED_BASE = 1000
 """Training seeds are TRAIN_SEED_BASE + k; the evals use each scenario's own seed + 0..2, so they stay unseen."""
@@ -100,6 +100,9 @@ class TrainSettings:
     """Share of training spent on clusters of at most 10 nodes before every training scenario."""
     scenarios: tuple[str, ...] = ()
     """Scenario files to train on (default: every file under evals/scenarios with at most max_train_nodes nodes)."""
+    suite: str = ""
+    """A scenario suite to train on instead (simulators.scenarios.scenario_files: e.g. ``generated-train``, the
+    generator's training split), when ``scenarios`` is empty."""
     teacher: str = "node-rule"
     """Controller the actor imitates first (behaviour cloning of its per-node moves, weight-mapped like any
     non-learned controller), while the critic learns the returns; "" trains from scratch. ``node-rule`` (a
@@ -301,11 +304,12 @@ class ValueNorm:
 # ---------------------------------------------------------------------------------------------- curriculum
 def training_scenarios(settings: TrainSettings) -> list[tuple[Path, int]]:
     """(scenario file, node count) of the training set, smallest clusters first."""
-    paths = (
-        [Path(p) if Path(p).is_absolute() else SCENARIO_DIR / p for p in settings.scenarios]
-        if settings.scenarios
-        else sorted(SCENARIO_DIR.glob("*.yaml"))
-    )
+    if settings.scenarios:
+        paths = [Path(p) if Path(p).is_absolute() else SCENARIO_DIR / p for p in settings.scenarios]
+    elif settings.suite:
+        paths = scenario_files(settings.suite)
+    else:
+        paths = sorted(SCENARIO_DIR.glob("*.yaml"))
     found = []
     for path in paths:
         n = load_scenario(path).make_cluster().n_nodes
@@ -353,6 +357,19 @@ class Slot:
         actions = np.zeros((env.n_nodes, env.n_services + 2), np.int64)
         actions[:, :-2] = np.where(allowed, scale, HOLD)
         return actions
+
+
+def eval_scenario_path(name: str) -> Path:
+    """A held-out evaluation scenario: an absolute path, a shipped file's name, or a generated validation file's name
+    (``gen-validation-N.yaml``, from the generator's validation split)."""
+    if Path(name).is_absolute():
+        return Path(name)
+    if name.startswith("gen-validation-"):
+        found = {p.name: p for p in scenario_files("generated-validation")}
+        if name not in found:
+            raise ConfigError(f"eval scenario {name}: not in the generated validation split")
+        return found[name]
+    return SCENARIO_DIR / name
 
 
 def learning_dims(heads: tuple[str, ...], dims: int) -> list[int]:
@@ -635,7 +652,7 @@ class Trainer:
         policy = Policy(**self._arrays(), provenance={})
         totals = {"marl": np.zeros(3), "hpa": np.zeros(3)}  # SLO-missing requests, finished requests, cost
         for name in self.settings.eval_scenarios:
-            path = Path(name) if Path(name).is_absolute() else SCENARIO_DIR / name
+            path = eval_scenario_path(name)
             test = load_scenario(path, duration_s=self.settings.eval_duration_s)
             scenario = compile_scenario(test.spec.model_copy(update={"seed": test.spec.seed + VALIDATION_SEED_OFFSET}), test.path)
             if name not in self.hpa_reference:

@@ -181,3 +181,14 @@ def test_training_runs_are_compared_in_one_plot_and_a_missing_run_is_one_line(tm
     argv[5] = f"b={tmp_path / 'missing'}"
     out = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "no readable curves.csv" in out.stderr.strip().splitlines()[-1]
+
+
+def test_training_can_name_a_suite_and_a_generated_validation_scenario_to_evaluate_on(tmp_path: Path) -> None:
+    from local_agents.mappo import eval_scenario_path, training_scenarios
+    from simulators.errors import ConfigError
+    from simulators.scenarios import scenario_files
+
+    found = training_scenarios(TrainSettings(out=tmp_path, suite="smoke", max_train_nodes=10_000))
+    assert sorted(p for p, _ in found) == sorted(scenario_files("smoke"))
+    with pytest.raises(ConfigError, match=r"gen-validation-99999999\.yaml: not in the generated validation split"):
+        eval_scenario_path("gen-validation-99999999.yaml")
