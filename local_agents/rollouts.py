@@ -324,6 +324,9 @@ def _writable(batch: Batch) -> Batch:
 def make_rollouts(settings: dict[str, Any], workers: int, ray_address: str, states: list[WorkerState]) -> Rollouts:
     if workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
+    if states and len(states) != workers:  # resumed with another worker count: fresh streams past every seed used
+        past = max(state.next_seed or 0 for state in states)
+        states = [WorkerState(next_seed=past + k) for k in range(workers)]
     if ray_address:
         return RayRollouts(settings, workers, states, ray_address)
     if workers == 1:

@@ -127,6 +127,10 @@ def test_rollouts_in_worker_processes_use_every_worker_and_never_repeat_a_seed(t
     assert [s.next_seed for s in resumed.worker_states] == seeds
     resumed.train()
     assert resumed.agent_steps >= 720
+    one = Trainer.resume(tmp_path / "run" / "checkpoint.pt", total_agent_steps=960, workers=1)  # another worker count
+    last = max(s.next_seed for s in resumed.worker_states)
+    one.train()
+    assert len(one.worker_states) == 1 and one.worker_states[0].next_seed > last  # no seed used before runs again
 
 
 def test_rollouts_on_a_local_ray_instance(tmp_path: Path) -> None:
