@@ -146,15 +146,20 @@ def compare(
     files = sorted(set.intersection(*(set(t) for t in tables.values())))
     rng = np.random.default_rng(seed)
     draws = [np.arange(len(files))] + [rng.integers(len(files), size=len(files)) for _ in range(resamples)]
+
+    def cost_and_minutes(label: str, factor: float, pick: list[str]) -> tuple[float, float]:
+        minutes, cost = _aggregate([tables[(label, factor)][p] for p in pick])
+        return cost, minutes
+
+    samples = np.zeros((len(draws), len(factors), 2))  # per draw and factor: the two gaps
+    for d, idx in enumerate(draws):
+        pick = [files[i] for i in idx]
+        front = [cost_and_minutes(reference, f, pick) for f in factors]
+        for j, factor in enumerate(factors):
+            samples[d, j] = gaps(cost_and_minutes(learned, factor, pick), front)
     results = []
-    for factor in factors:
-        samples = []
-        for idx in draws:
-            pick = [files[i] for i in idx]
-            ref = [_aggregate([tables[(reference, f)][p] for p in pick])[::-1] for f in factors]
-            point = _aggregate([tables[(learned, factor)][p] for p in pick])[::-1]
-            samples.append(gaps(point, ref))
-        values = np.asarray(samples)
+    for j, factor in enumerate(factors):
+        values = samples[:, j]
         row: dict[str, float] = {"factor": factor}
         for k, name in enumerate(("minutes_at_equal_cost", "cost_at_equal_minutes")):
             observed, spread = values[0, k], values[1:, k]

@@ -56,11 +56,10 @@ import torch
 from torch import nn
 
 from local_agents.act import ARRAYS, POWER_INPUTS, READABLE_FORMATS, PolicyError, log_pressures, save_policy
-from local_agents.node_rule import NodeRuleSettings, node_rule_actions
-from local_agents.rollouts import Rollouts, WorkerState, make_rollouts
-from simulators.env import DOWN, HOLD, N_FEATURES, N_GLOBAL, POWER_HOLD, PREWARM, SCALE_CHOICES, UP, ClusterEnv
+from local_agents.rollouts import Rollouts, WorkerState, make_rollouts, mixed_rewards
+from simulators.env import HOLD, N_FEATURES, N_GLOBAL, POWER_HOLD, SCALE_CHOICES
 from simulators.errors import ConfigError
-from simulators.rewards import REWARD_COMPONENTS, RewardWeights
+from simulators.rewards import REWARD_COMPONENTS
 from simulators.scenarios import REPO_ROOT, SCENARIO_DIR, compile_scenario, load_scenario, scenario_files
 
 TRAIN_SEED_BASE = 1000
@@ -320,45 +319,6 @@ def training_scenarios(settings: TrainSettings) -> list[tuple[Path, int]]:
     return sorted(found, key=lambda item: item[1])
 
 
-class Slot:
-    """One environment of the rollout: its env, the weights of its episode, and its place in the curriculum."""
-
-    def __init__(self, env: ClusterEnv, weights: RewardWeights, seed: int, teacher: str = "") -> None:
-        self.env, self.weights, self.seed = env, weights, seed
-        self.obs, self.mask = env.reset_arrays(seed)
-        self.episode_return = 0.0
-        self.episode_ticks = 0
-        self.teacher: Any = None
-        self.shield: Any = None
-        """The rollout's Shield when training behind it (TrainSettings.shield)."""
-        self.rng = np.random.default_rng(seed)
-        if teacher == "node-rule":
-            self.teacher = NodeRuleSettings()
-        elif teacher:
-            from local_agents.registry import make_controller
-
-            self.teacher = make_controller(teacher, seed=seed)
-            self.teacher.reset(env.cluster)
-            if hasattr(self.teacher, "set_weights"):
-                self.teacher.set_weights(weights)
-
-    def teacher_actions(self) -> np.ndarray:
-        """The teacher's decision this tick as node actions: one replica up (or a pre-warm), down or hold per cell
-        toward its targets, never a masked choice, no offload, no power change."""
-        env = self.env
-        if isinstance(self.teacher, NodeRuleSettings):  # a function of the observation: clonable exactly
-            return node_rule_actions(self.obs, env.observer.codes, self.rng, self.teacher)
-        cluster = env.cluster
-        decision = self.teacher.act(cluster)
-        current = cluster.replicas()
-        diff = (decision.targets - current) if decision.targets is not None else np.zeros_like(current)
-        scale = np.where(diff > 0, np.where(current > 0, UP, PREWARM), np.where(diff < 0, DOWN, HOLD))
-        allowed = ((env.observer.codes[:, :-2] >> scale) & 1).astype(bool)
-        actions = np.zeros((env.n_nodes, env.n_services + 2), np.int64)
-        actions[:, :-2] = np.where(allowed, scale, HOLD)
-        return actions
-
-
 def eval_scenario_path(name: str) -> Path:
     """A held-out evaluation scenario: an absolute path, a shipped file's name, or a generated validation file's name
     (``gen-validation-N.yaml``, from the generator's validation split)."""
@@ -426,7 +386,8 @@ class Trainer:
         self.iteration, self.agent_steps, self.wall_s = 0, 0, 0.0
         self.ppo_iterations = 0
         self.term_norm = TermNorm(len(REWARD_COMPONENTS))
-        training_scenarios(s)  # a bad scenario list fails here, before any worker starts
+        self.scenarios = training_scenarios(s)
+        """(file, node count) of the curriculum, found once here and handed to every rollout worker."""
         self.rollouts: Rollouts | None = None
         self.worker_states: list[WorkerState] = []
         self.hpa_reference: dict[str, list[float]] = {}
@@ -443,7 +404,7 @@ class Trainer:
         batch gets its rewards (per-component normalized when asked) and GAE advantages here."""
         s = self.settings
         if self.rollouts is None:
-            self.rollouts = make_rollouts(s.as_dict(), s.workers, s.ray_address, self.worker_states)
+            self.rollouts = make_rollouts(s.as_dict(), self.scenarios, s.workers, s.ray_address, self.worker_states)
         raw, episodes = self.rollouts.collect(self.actor.export(), self.agent_steps, self.imitating)
         self.worker_states = self.rollouts.states()
         self.curves += episodes
@@ -455,14 +416,14 @@ class Trainer:
             own, team, w = b["own_terms"], b["team_terms"], b["weights"]
             if s.normalize_terms:
                 own, team = own / self.term_norm.scale, team / self.term_norm.scale
-            rewards = (1.0 - s.team_share) * np.einsum("tnc,tc->tn", own, w) + s.team_share * np.einsum("tc,tc->t", team, w)[:, None]
+            rewards = mixed_rewards(own, team, w, s.team_share)
             T, n, sv = rewards.shape[0], own.shape[1], b["obs"].shape[2]
             self.obs_sum += b["obs"][:T].reshape(-1, N_FEATURES).sum(axis=0)
             self.obs_count += T * n * sv
             self.agent_steps += T * n
             batch = self._advantages(b["obs"], b["aggregates"], rewards.astype(np.float32), b["ends"], b["bootstrap_at"])
             batch.update(obs=b["obs"][:T], aggregates=b["aggregates"][:T], masks=b["masks"], actions=b["actions"], logps=b["logps"])
-            batch["terms_mean"] = b["terms_mean"]
+            batch["terms_mean"] = b["own_terms"].mean(axis=(0, 1))
             batches.append(batch)
         return batches
 
@@ -508,7 +469,7 @@ class Trainer:
         s = self.settings
         warming = not imitation and self.ppo_iterations < s.value_warmup_iterations
         kl_weight = 0.0 if imitation else self.kl_weight()
-        if kl_weight > 0 and self.reference is None:
+        if not imitation and (s.kl_coef > 0 or s.kl_final > 0) and self.reference is None:  # the start of PPO
             self.reference = Actor(s.hidden).to(self.device)
             self.reference.load_state_dict(self.actor.state_dict())
             self.reference.requires_grad_(False)
@@ -602,9 +563,8 @@ class Trainer:
                     group["lr"] = s.learning_rate * max(1.0 - self.agent_steps / s.total_agent_steps, 0.05)
             before = self.agent_steps
             imitation = self.imitating
-            torch.set_num_threads(1)  # acting is many tiny forward passes: a second thread only adds barriers
             batches = self.collect()
-            torch.set_num_threads(s.threads)
+            torch.set_num_threads(s.threads)  # a rollout worker in this process acts on one
             stats = self.update(batches, imitation)
             self.iteration += 1
             elapsed = time.perf_counter() - started

@@ -2,13 +2,15 @@
 (``TrainSettings.workers`` and ``ray_address``; ``ama train --workers N --ray ADDRESS``); feeds it raw rollout
 batches, from which it computes rewards, advantages and the updates.
 
+A ``Slot`` is one env of a rollout: its episode's weights and seed, and the teacher or shield that acts with it.
 A ``RolloutWorker`` owns some of the training envs (its share of ``TrainSettings.envs``), a copy of the actor, its own
 random stream and its own stream of training seeds (worker k of W uses seeds TRAIN_SEED_BASE + k, + k + W, ...: no two
-workers ever run the same episode, and one worker reproduces the single-process sequence). Each ``collect`` receives
+workers ever run the same episode). Each ``collect`` receives
 the actor's current weights, steps every env ``rollout_ticks`` ticks, and returns per env what the learner needs:
 observations, the centralized state's aggregates, masks, actions and their log-probabilities, each agent's reward
-terms, the cluster's terms and the episode's weights, per tick. Rewards are combined by the learner, so that
-per-component reward normalization sees every worker's terms.
+terms, the cluster's terms and the episode's weights, per tick. The learner combines them into rewards
+(``mixed_rewards``; the workers use it too, for the episode returns in the curves), so that per-component reward
+normalization sees every worker's terms.
 
 - ``LocalRollouts``: one worker, in this process (the default; what the tests use).
 - ``ProcessRollouts``: one worker per process (``spawn``, so torch starts clean), over pipes.
@@ -28,15 +30,16 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from local_agents.node_rule import NodeRuleSettings, node_rule_actions
 from local_agents.shield import Shield
-from simulators.env import HOLD, N_FEATURES, N_GLOBAL, SCALE_CHOICES, ClusterEnv
+from simulators.env import DOWN, HOLD, N_FEATURES, N_GLOBAL, PREWARM, SCALE_CHOICES, UP, ClusterEnv
 from simulators.errors import ConfigError
-from simulators.rewards import REWARD_COMPONENTS, cluster_terms, combine, sample_weights
+from simulators.rewards import REWARD_COMPONENTS, RewardWeights, cluster_terms, sample_weights
 from simulators.scenarios import Scenario, load_scenario
 
 Batch = dict[str, Any]
 """One env's rollout: numpy arrays obs (T+1, N, S, F), aggregates (T+1, G), masks, actions, logps, own_terms
-(T, N, C), team_terms (T, C), weights (T, C), ends (T,), bootstrap_at {t: (obs, aggregates)}, terms_mean (C,)."""
+(T, N, C), team_terms (T, C), weights (T, C), ends (T,), and bootstrap_at {t: (obs, aggregates)}."""
 
 
 @dataclass
@@ -47,16 +50,63 @@ class WorkerState:
     next_seed: int | None = None
 
 
+def mixed_rewards(own: np.ndarray, team: np.ndarray, weights: np.ndarray, team_share: float) -> np.ndarray:
+    """Each agent's training reward, (T, N): its own terms (T, N, C) and the cluster's (T, C) under the tick's
+    weights (T, C), the cluster's counting ``team_share`` (TrainSettings.team_share)."""
+    return (1.0 - team_share) * np.einsum("tnc,tc->tn", own, weights) + team_share * np.einsum("tc,tc->t", team, weights)[:, None]
+
+
+class Slot:
+    """One environment of the rollout: its env, the weights of its episode, and its place in the curriculum."""
+
+    def __init__(self, env: ClusterEnv, weights: RewardWeights, seed: int, teacher: str = "", shield: Shield | None = None) -> None:
+        self.env, self.weights, self.seed = env, weights, seed
+        self.shield = shield
+        """The deployed controller's safety shield, when training behind it (TrainSettings.shield)."""
+        self.obs, self.mask = env.reset_arrays(seed)
+        self.episode_return = 0.0
+        self.episode_ticks = 0
+        self.teacher: Any = None
+        self.rng = np.random.default_rng(seed)
+        if teacher == "node-rule":
+            self.teacher = NodeRuleSettings()
+        elif teacher:
+            from local_agents.registry import make_controller
+
+            self.teacher = make_controller(teacher, seed=seed)
+            self.teacher.reset(env.cluster)
+            if hasattr(self.teacher, "set_weights"):
+                self.teacher.set_weights(weights)
+
+    def teacher_actions(self) -> np.ndarray:
+        """The teacher's decision this tick as node actions: one replica up (or a pre-warm), down or hold per cell
+        toward its targets, never a masked choice, no offload, no power change."""
+        env = self.env
+        if isinstance(self.teacher, NodeRuleSettings):  # a function of the observation: clonable exactly
+            return node_rule_actions(self.obs, env.observer.codes, self.rng, self.teacher)
+        cluster = env.cluster
+        decision = self.teacher.act(cluster)
+        current = cluster.replicas()
+        diff = (decision.targets - current) if decision.targets is not None else np.zeros_like(current)
+        scale = np.where(diff > 0, np.where(current > 0, UP, PREWARM), np.where(diff < 0, DOWN, HOLD))
+        allowed = ((env.observer.codes[:, :-2] >> scale) & 1).astype(bool)
+        actions = np.zeros((env.n_nodes, env.n_services + 2), np.int64)
+        actions[:, :-2] = np.where(allowed, scale, HOLD)
+        return actions
+
+
 @dataclass
 class RolloutWorker:
     settings: dict[str, Any]
     """TrainSettings.as_dict() (plain data: it crosses process and machine boundaries)."""
+    scenarios: list[tuple[Path, int]]
+    """The curriculum (mappo.training_scenarios), found once by the trainer."""
     index: int = 0
     count: int = 1
     state: WorkerState = field(default_factory=WorkerState)
 
     def __post_init__(self) -> None:
-        from local_agents.mappo import Actor, TrainSettings, training_scenarios
+        from local_agents.mappo import TRAIN_SEED_BASE, Actor, TrainSettings
 
         self.train = TrainSettings.from_dict(self.settings)
         s = self.train
@@ -66,13 +116,10 @@ class RolloutWorker:
         self.rng = np.random.default_rng(s.seed if self.index == 0 else [s.seed, self.index])
         if self.state.rng is not None:
             self.rng.bit_generator.state = self.state.rng
-        from local_agents.mappo import TRAIN_SEED_BASE
-
         self.next_seed = self.state.next_seed if self.state.next_seed is not None else TRAIN_SEED_BASE + self.index
         self.actor = Actor(s.hidden)
-        self.scenarios = training_scenarios(s)
         self.compiled: dict[Path, Scenario] = {}
-        self.slots: list[Any] = []
+        self.slots: list[Slot] = []
         self.torch_generator = torch.Generator().manual_seed(int(self.rng.integers(2**31)))
 
     def _pick_scenario(self, agent_steps: int) -> Path:
@@ -81,9 +128,7 @@ class RolloutWorker:
         pool = pool or [p for p, _ in self.scenarios]
         return pool[int(self.rng.integers(len(pool)))]
 
-    def _new_slot(self, agent_steps: int, imitating: bool) -> Any:
-        from local_agents.mappo import Slot
-
+    def _new_slot(self, agent_steps: int, imitating: bool) -> Slot:
         path = self._pick_scenario(agent_steps)
         if path not in self.compiled:
             self.compiled[path] = load_scenario(path)
@@ -92,9 +137,7 @@ class RolloutWorker:
         env.set_reward_weights(weights)
         seed = self.next_seed
         self.next_seed += self.count
-        slot = Slot(env, weights, seed, self.train.teacher if imitating else "")
-        slot.shield = Shield() if self.train.shield else None
-        return slot
+        return Slot(env, weights, seed, self.train.teacher if imitating else "", Shield() if self.train.shield else None)
 
     def _policy_step(self, obs: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from local_agents.mappo import masked_distribution
@@ -150,8 +193,7 @@ class RolloutWorker:
                 own_terms[t] = terms
                 team_terms[t] = cluster_terms(env.cluster, terms)
                 weights[t] = slot.weights.as_array()
-                own, team = combine(terms, slot.weights).mean(), combine(team_terms[t][None], slot.weights)[0]
-                slot.episode_return += float((1.0 - s.team_share) * own + s.team_share * team)
+                slot.episode_return += float(mixed_rewards(terms[None], team_terms[t : t + 1], weights[t : t + 1], s.team_share).mean())
                 slot.episode_ticks += 1
                 if done:  # truncation: bootstrap from the last observation, then a new episode
                     ends[t] = True
@@ -170,12 +212,12 @@ class RolloutWorker:
             batches.append({
                 "obs": obs[: T + 1], "aggregates": aggregates[: T + 1], "masks": masks[:T], "actions": actions[:T],
                 "logps": logps[:T], "own_terms": own_terms[:T], "team_terms": team_terms[:T], "weights": weights[:T],
-                "ends": ends[:T], "bootstrap_at": bootstrap_at, "terms_mean": own_terms[:T].mean(axis=(0, 1)),
+                "ends": ends[:T], "bootstrap_at": bootstrap_at,
             })  # fmt: skip
         return batches, episodes, WorkerState(rng=self.rng.bit_generator.state, next_seed=self.next_seed)
 
 
-def shielded(env: ClusterEnv, shield: Any, actions: np.ndarray) -> np.ndarray:
+def shielded(env: ClusterEnv, shield: Shield, actions: np.ndarray) -> np.ndarray:
     """The actions with every scale move the shield (local_agents.shield) refuses turned into a hold."""
     target = env.observer.translate(env.cluster, actions)[0]
     _, cuts = shield.filter(env.cluster, target)
@@ -195,29 +237,47 @@ class Rollouts(Protocol):
     def close(self) -> None: ...
 
 
-class LocalRollouts:
-    """One worker in this process."""
+Reply = tuple[list[Batch], list[dict[str, Any]], WorkerState]
+"""What RolloutWorker.collect returns."""
 
-    def __init__(self, settings: dict[str, Any], states: list[WorkerState]) -> None:
-        self.worker = RolloutWorker(settings, 0, 1, states[0] if states else WorkerState())
-        self._states = [self.worker.state]
 
-    def collect(self, actor: dict[str, np.ndarray], agent_steps: int, imitating: bool) -> tuple[list[Batch], list[dict[str, Any]]]:
-        batches, episodes, state = self.worker.collect(actor, agent_steps, imitating)
-        self._states = [state]
+class _Pool:
+    """The workers' states, and their replies merged into one list of batches and one of ended episodes."""
+
+    def __init__(self, states: list[WorkerState]) -> None:
+        self._states = list(states)
+
+    def _merge(self, replies: list[Reply]) -> tuple[list[Batch], list[dict[str, Any]]]:
+        batches: list[Batch] = []
+        episodes: list[dict[str, Any]] = []
+        for k, (b, e, state) in enumerate(replies):
+            batches += b
+            episodes += e
+            self._states[k] = state
         return batches, episodes
 
     def states(self) -> list[WorkerState]:
         return self._states
 
+
+class LocalRollouts(_Pool):
+    """One worker in this process."""
+
+    def __init__(self, settings: dict[str, Any], scenarios: list[tuple[Path, int]], states: list[WorkerState]) -> None:
+        super().__init__(states)
+        self.worker = RolloutWorker(settings, scenarios, 0, 1, states[0])
+
+    def collect(self, actor: dict[str, np.ndarray], agent_steps: int, imitating: bool) -> tuple[list[Batch], list[dict[str, Any]]]:
+        return self._merge([self.worker.collect(actor, agent_steps, imitating)])
+
     def close(self) -> None:
         pass
 
 
-def _serve(conn: Any, settings: dict[str, Any], index: int, count: int, state: WorkerState) -> None:
+def _serve(conn: Any, settings: dict[str, Any], scenarios: list[tuple[Path, int]], index: int, count: int, state: WorkerState) -> None:
     """A worker process: build the worker, then answer ``collect`` requests until told to stop."""
     try:
-        worker = RolloutWorker(settings, index, count, state)
+        worker = RolloutWorker(settings, scenarios, index, count, state)
         conn.send(("ready", None))
     except Exception as exc:  # the parent turns it into a one-line error
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -232,16 +292,16 @@ def _serve(conn: Any, settings: dict[str, Any], index: int, count: int, state: W
             conn.send(("error", traceback.format_exc(limit=3).strip().splitlines()[-1]))
 
 
-class ProcessRollouts:
+class ProcessRollouts(_Pool):
     """One worker per process; each ``collect`` runs them side by side."""
 
-    def __init__(self, settings: dict[str, Any], workers: int, states: list[WorkerState]) -> None:
+    def __init__(self, settings: dict[str, Any], scenarios: list[tuple[Path, int]], states: list[WorkerState]) -> None:
+        super().__init__(states)
         context = multiprocessing.get_context("spawn")
         self.pipes, self.processes = [], []
-        for k in range(workers):
+        for k, state in enumerate(states):
             parent, child = context.Pipe()
-            state = states[k] if len(states) == workers else WorkerState()
-            process = context.Process(target=_serve, args=(child, settings, k, workers, state), daemon=True)
+            process = context.Process(target=_serve, args=(child, settings, scenarios, k, len(states), state), daemon=True)
             process.start()
             self.pipes.append(parent)
             self.processes.append(process)
@@ -250,23 +310,17 @@ class ProcessRollouts:
             if kind == "error":
                 self.close()
                 raise ConfigError(f"rollout worker {k} did not start: {detail}")
-        self._states = [states[k] if len(states) == workers else WorkerState() for k in range(workers)]
 
     def collect(self, actor: dict[str, np.ndarray], agent_steps: int, imitating: bool) -> tuple[list[Batch], list[dict[str, Any]]]:
         for pipe in self.pipes:
             pipe.send(("collect", actor, agent_steps, imitating))
-        batches, episodes = [], []
+        replies = []
         for k, pipe in enumerate(self.pipes):
             kind, reply = pipe.recv()
             if kind == "error":
                 raise RuntimeError(f"rollout worker {k} failed: {reply}")
-            batches += reply[0]
-            episodes += reply[1]
-            self._states[k] = reply[2]
-        return batches, episodes
-
-    def states(self) -> list[WorkerState]:
-        return self._states
+            replies.append(reply)
+        return self._merge(replies)
 
     def close(self) -> None:
         for pipe in self.pipes:
@@ -278,11 +332,12 @@ class ProcessRollouts:
                 process.terminate()
 
 
-class RayRollouts:
+class RayRollouts(_Pool):
     """One Ray actor per worker on the cluster at ``address`` (``auto``, ``ray://host:port`` or ``local`` for a
     fresh local instance)."""
 
-    def __init__(self, settings: dict[str, Any], workers: int, states: list[WorkerState], address: str) -> None:
+    def __init__(self, settings: dict[str, Any], scenarios: list[tuple[Path, int]], states: list[WorkerState], address: str) -> None:
+        super().__init__(states)
         try:
             import ray
         except ImportError:
@@ -294,20 +349,11 @@ class RayRollouts:
             except Exception as exc:  # ray raises ConnectionError, ValueError, RuntimeError... for a bad address
                 raise ConfigError(f"--ray {address}: cannot join a Ray cluster ({type(exc).__name__}: {str(exc)[:160]})") from None
         remote = ray.remote(num_cpus=1)(RolloutWorker)
-        self.workers = [remote.remote(settings, k, workers, states[k] if len(states) == workers else WorkerState()) for k in range(workers)]
-        self._states = [WorkerState() for _ in range(workers)]
+        self.workers = [remote.remote(settings, scenarios, k, len(states), state) for k, state in enumerate(states)]
 
     def collect(self, actor: dict[str, np.ndarray], agent_steps: int, imitating: bool) -> tuple[list[Batch], list[dict[str, Any]]]:
         replies = self.ray.get([w.collect.remote(actor, agent_steps, imitating) for w in self.workers])
-        batches, episodes = [], []
-        for k, (b, e, state) in enumerate(replies):
-            batches += [_writable(batch) for batch in b]
-            episodes += e
-            self._states[k] = state
-        return batches, episodes
-
-    def states(self) -> list[WorkerState]:
-        return self._states
+        return self._merge([([_writable(batch) for batch in b], e, state) for b, e, state in replies])
 
     def close(self) -> None:
         for worker in self.workers:
@@ -321,14 +367,18 @@ def _writable(batch: Batch) -> Batch:
     return copy
 
 
-def make_rollouts(settings: dict[str, Any], workers: int, ray_address: str, states: list[WorkerState]) -> Rollouts:
+def make_rollouts(
+    settings: dict[str, Any], scenarios: list[tuple[Path, int]], workers: int, ray_address: str, states: list[WorkerState]
+) -> Rollouts:
+    """``workers`` rollout workers over ``scenarios``: as Ray actors when ``ray_address`` is given, else in this
+    process (one) or in as many processes; ``states`` (from a checkpoint, or none) continue their streams."""
     if workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
-    if states and len(states) != workers:  # resumed with another worker count: fresh streams past every seed used
-        past = max(state.next_seed or 0 for state in states)
-        states = [WorkerState(next_seed=past + k) for k in range(workers)]
+    if len(states) != workers:  # none yet, or resumed with another worker count: fresh streams past every seed used
+        past = max((state.next_seed or 0 for state in states), default=None)
+        states = [WorkerState(next_seed=None if past is None else past + k) for k in range(workers)]
     if ray_address:
-        return RayRollouts(settings, workers, states, ray_address)
+        return RayRollouts(settings, scenarios, states, ray_address)
     if workers == 1:
-        return LocalRollouts(settings, states)
-    return ProcessRollouts(settings, workers, states)
+        return LocalRollouts(settings, scenarios, states)
+    return ProcessRollouts(settings, scenarios, states)
